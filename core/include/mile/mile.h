@@ -1,0 +1,11 @@
+/* mile/mile.h - the umbrella header of mile's C core. */
+#ifndef MILE_MILE_H
+#define MILE_MILE_H
+
+#include "mile/status.h"
+#include "mile/tensor.h"
+#include "mile/ops.h"
+#include "mile/rng.h"
+#include "mile/autograd.h"
+
+#endif

@@ -1,0 +1,38 @@
+/* lmile.h - helpers shared by mile's Lua 5.4 bindings (lua/src/l*.c).
+ *
+ * Conventions: argument checks first, allocation second (a failing luaL_check*
+ * longjmps); a core status becomes a Lua error in one place (lmile_check), always
+ * through "%s". Tensors are userdata boxes holding one reference to a mile_tensor. */
+#ifndef LMILE_H
+#define LMILE_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include "mile/mile.h"
+
+#define LMILE_TENSOR_MT "mile.tensor"
+#define LMILE_RNG_MT "mile.Generator"
+
+/* Raise a Lua error "<fname>: <mile_last_error()>" unless status is MILE_OK. */
+void lmile_check(lua_State *L, mile_status status, const char *fname);
+
+/* Push a userdata box for t, taking over the caller's reference (t may not be
+ * NULL), and tell the GC what the storage costs. */
+void lmile_push_tensor(lua_State *L, mile_tensor *t);
+/* A new contiguous tensor, already pushed; raises on failure. */
+mile_tensor *lmile_push_new_tensor(lua_State *L, mile_dtype dtype, int32_t ndim, const int64_t *shape);
+/* The tensor at idx, or a Lua error naming the argument. */
+mile_tensor *lmile_check_tensor(lua_State *L, int idx);
+/* The tensor at idx, or NULL when the value is not a mile tensor. */
+mile_tensor *lmile_to_tensor(lua_State *L, int idx);
+/* The generator at idx, or a Lua error. */
+mile_rng *lmile_check_rng(lua_State *L, int idx);
+
+/* Register the C modules of mile in package.preload (mile.tensor, mile.core...). */
+void lmile_preload(lua_State *L);
+
+/* luaopen functions of the C modules. */
+int luaopen_mile_tensor(lua_State *L);
+int luaopen_mile_envs_core(lua_State *L);
+
+#endif

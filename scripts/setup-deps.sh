@@ -1,0 +1,28 @@
+#!/bin/sh
+# Install the Debian packages mile needs, when they are missing. Idempotent.
+# Not root: print the exact apt-get line and stop with status 1.
+set -eu
+
+PACKAGES="build-essential cmake pkg-config lua5.4 liblua5.4-dev luajit libreadline-dev \
+libopenblas-dev libcsv-dev libcmocka-dev libjansson-dev libbox2d-dev libmujoco-dev \
+libpng-dev libosmesa6-dev gnuplot-nox"
+
+missing=""
+for p in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+cmd="apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "mile: missing Debian packages:$missing" >&2
+  echo "mile: run as root:  apt-get update && $cmd" >&2
+  exit 1
+fi
+echo "mile: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing
