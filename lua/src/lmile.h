@@ -28,11 +28,20 @@ mile_tensor *lmile_to_tensor(lua_State *L, int idx);
 /* The generator at idx, or a Lua error. */
 mile_rng *lmile_check_rng(lua_State *L, int idx);
 
+/* The Lua thread running the current backward (custom Lua nodes call into it). */
+extern lua_State *lmile_backward_L;
+
 /* Register the C modules of mile in package.preload (mile.tensor, mile.core...). */
 void lmile_preload(lua_State *L);
 
 /* luaopen functions of the C modules. */
 int luaopen_mile_tensor(lua_State *L);
+int luaopen_mile_autograd_core(lua_State *L);
 int luaopen_mile_envs_core(lua_State *L);
+
+/* 1-based dim argument at idx (negative counts from the end) -> 0-based C dim. */
+int32_t lmile_check_dim(lua_State *L, int idx, const mile_tensor *t);
+/* A shape given as a table {2,3} or as numbers from idx on; returns ndim. */
+int32_t lmile_check_shape(lua_State *L, int idx, int64_t *shape);
 
 #endif

@@ -1,0 +1,28 @@
+/* lcommon.c - the helpers of lmile.h shared by every binding, and the preload list. */
+#include <string.h>
+
+#include "lmile.h"
+
+void lmile_check(lua_State *L, mile_status status, const char *fname) {
+  if (status == MILE_OK) return;
+  const char *msg = mile_last_error();
+  /* core messages already start with the function name; do not repeat it */
+  size_t n = strlen(fname);
+  if (strncmp(msg, fname, n) == 0 && msg[n] == ':') luaL_error(L, "%s", msg);
+  luaL_error(L, "%s: %s", fname, msg);
+}
+
+void lmile_preload(lua_State *L) {
+  static const luaL_Reg modules[] = {
+      {"mile.tensor", luaopen_mile_tensor},
+      {"mile.autograd.core", luaopen_mile_autograd_core},
+      {"mile.envs.core", luaopen_mile_envs_core},
+      {NULL, NULL},
+  };
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const luaL_Reg *m = modules; m->name; m++) {
+    lua_pushcfunction(L, m->func);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 1);
+}
