@@ -6,9 +6,9 @@
 void lmile_check(lua_State *L, mile_status status, const char *fname) {
   if (status == MILE_OK) return;
   const char *msg = mile_last_error();
-  /* core messages already start with the function name; do not repeat it */
-  size_t n = strlen(fname);
-  if (strncmp(msg, fname, n) == 0 && msg[n] == ':') luaL_error(L, "%s", msg);
+  /* core messages already start with "<function>: "; do not add a second name */
+  size_t n = strspn(msg, "abcdefghijklmnopqrstuvwxyz_0123456789.");
+  if (n > 0 && msg[n] == ':') luaL_error(L, "%s", msg);
   luaL_error(L, "%s: %s", fname, msg);
 }
 

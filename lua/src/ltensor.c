@@ -759,6 +759,7 @@ static int m_index_select(lua_State *L) {
 
 static int t_cat(lua_State *L) { /* cat({a, b, ...} [, dim = 1]) */
   luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
   lua_Integer n = luaL_len(L, 1);
   luaL_argcheck(L, n >= 1 && n < 1 << 20, 1, "needs a list of tensors");
   mile_tensor **list = lua_newuserdatauv(L, (size_t)n * sizeof *list, 0);

@@ -1,0 +1,34 @@
+--- mile: the umbrella module. `local mile = require "mile"` gives every submodule
+-- that exists in this installation; each is also requirable on its own
+-- (`require "mile.tensor"`). Submodules load lazily, on first access.
+local M = {
+  _VERSION = "mile 0.1.0",
+  tensor = require "mile.tensor",
+}
+
+local lazy = {
+  autograd = "mile.autograd", nn = "mile.nn", optim = "mile.optim", io = "mile.io",
+  intervention = "mile.intervention", envs = "mile.envs", data = "mile.data", human = "mile.human",
+  loop = "mile.loop", baselines = "mile.baselines", calibration = "mile.calibration", plot = "mile.plot",
+  batch = "mile.batch", schedules = "mile.schedules",
+}
+
+setmetatable(M, {
+  __index = function(t, k)
+    local name = lazy[k]
+    if not name then return nil end
+    local mod = require(name)
+    rawset(t, k, mod)
+    return mod
+  end,
+})
+
+--- Names of the submodules mile knows (for completion and help).
+function M.modules()
+  local names = { "tensor" }
+  for k in pairs(lazy) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+return M
