@@ -6,20 +6,25 @@
 #include <tgmath.h>
 #include <string.h>
 
+#include "fastmath.h"
 #include "internal.h"
+
+/* exp and tanh: the vectorisable float32 versions, libm for float64 */
+#define EXP(x) _Generic((x), float: mile_expf, default: exp)(x)
+#define TANH(x) _Generic((x), float: mile_tanhf, default: tanh)(x)
 
 /* ---- unary ------------------------------------------------------------------- */
 /* X(op, name, forward of x, gradient from g, x and the output y) */
 #define UNARY_OPS(X)                                                                  \
   X(MILE_NEG, neg, -x, -g)                                                            \
-  X(MILE_EXP, exp, exp(x), g * y)                                                     \
+  X(MILE_EXP, exp, EXP(x), g * y)                                                     \
   X(MILE_LOG, log, log(x), g / x)                                                     \
   X(MILE_LOG1P, log1p, log1p(x), g / (1 + x))                                         \
   X(MILE_EXPM1, expm1, expm1(x), g * (y + 1))                                         \
   X(MILE_SQRT, sqrt, sqrt(x), g / (2 * y))                                            \
   X(MILE_ABS, abs, fabs(x), x > 0 ? g : x < 0 ? -g : 0)                               \
-  X(MILE_TANH, tanh, tanh(x), g * (1 - y * y))                                        \
-  X(MILE_SIGMOID, sigmoid, 1 / (1 + exp(-x)), g * y * (1 - y))                        \
+  X(MILE_TANH, tanh, TANH(x), g * (1 - y * y))                                        \
+  X(MILE_SIGMOID, sigmoid, 1 / (1 + EXP(-x)), g * y * (1 - y))                        \
   X(MILE_RELU, relu, x > 0 ? x : 0, x > 0 ? g : 0)                                    \
   X(MILE_NORMAL_CDF, normal_cdf, mile_normal_cdf_d(x), g * exp(-0.5 * x * x) * 0.39894228040143267794) \
   X(MILE_LOG_NORMAL_CDF, log_normal_cdf, mile_log_normal_cdf_d(x), g * mile_normal_hazard_d(x)) \

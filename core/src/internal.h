@@ -25,6 +25,12 @@ mile_status mile_err_nomem(const char *fname);
 const char *mile_shape_str(const mile_tensor *t, char *buf, size_t size);
 const char *mile_dims_str(int32_t ndim, const int64_t *shape, char *buf, size_t size);
 
+/* ---- storage blocks (alloc.c) ------------------------------------------------ */
+/* A 64-byte aligned block of at least nbytes (never NULL for nbytes = 0 unless
+ * out of memory); freed blocks are cached for reuse. */
+void *mile_storage_alloc(size_t nbytes);
+void mile_storage_free(void *data, size_t nbytes);
+
 /* ---- tensors -------------------------------------------------------------- */
 /* A new tensor header (refcount 1) viewing `storage` (retained). */
 mile_status mile_tensor_view_of(mile_tensor **out, const mile_tensor *base, int32_t ndim, const int64_t *shape,

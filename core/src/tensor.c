@@ -1,5 +1,4 @@
 /* tensor.c - storage, tensor lifetime, constructors, inspection and in-place writes. */
-#define _POSIX_C_SOURCE 200112L /* posix_memalign */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -89,11 +88,9 @@ mile_status mile_empty(mile_tensor **out, mile_dtype dtype, int32_t ndim, const 
   size_t nbytes = (size_t)n * mile_dtype_size(dtype);
   mile_tensor *t = tensor_header();
   mile_storage *s = calloc(1, sizeof *s);
-  /* 64-byte alignment for vector loads; at least one byte so data is never NULL */
-  void *data = NULL;
-  if (t && s && posix_memalign(&data, 64, nbytes ? (nbytes + 63) / 64 * 64 : 64) != 0) data = NULL;
+  void *data = t && s ? mile_storage_alloc(nbytes) : NULL;
   if (!t || !s || !data) {
-    free(t), free(s), free(data);
+    free(t), free(s), mile_storage_free(data, nbytes);
     return mile_err_nomem("empty");
   }
   s->data = data, s->nbytes = nbytes, s->refcount = 1;
@@ -157,7 +154,7 @@ void mile_tensor_release(mile_tensor *t) {
   if (!t || --t->refcount > 0) return;
   mile_storage *s = t->storage;
   if (s && --s->refcount == 0) {
-    free(s->data);
+    mile_storage_free(s->data, s->nbytes);
     free(s);
   }
   mile_tensor_release(t->grad);

@@ -16,7 +16,10 @@ void lmile_preload(lua_State *L) {
   static const luaL_Reg modules[] = {
       {"mile.tensor", luaopen_mile_tensor},
       {"mile.autograd.core", luaopen_mile_autograd_core},
+      {"mile.optim.core", luaopen_mile_optim_core},
+      {"mile.sys", luaopen_mile_sys},
       {"mile.envs.core", luaopen_mile_envs_core},
+      {"mile.io.core", luaopen_mile_io_core},
       {NULL, NULL},
   };
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);

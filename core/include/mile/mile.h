@@ -7,5 +7,7 @@
 #include "mile/ops.h"
 #include "mile/rng.h"
 #include "mile/autograd.h"
+#include "mile/optim.h"
+#include "mile/io.h"
 
 #endif

@@ -59,6 +59,11 @@ MILE_API mile_tensor *mile_tensor_retain(mile_tensor *t);
 /* Drop one reference; the tensor (and its storage, once unused) is freed at zero. NULL-safe. */
 MILE_API void mile_tensor_release(mile_tensor *t);
 
+/* Bytes held in the cache of freed storage blocks (reused by later allocations;
+ * at most 256 MiB). mile_cache_empty returns them to the system. */
+MILE_API size_t mile_cache_bytes(void);
+MILE_API void mile_cache_empty(void);
+
 /* --- inspection ------------------------------------------------------------ */
 
 MILE_API int64_t mile_numel(const mile_tensor *t);

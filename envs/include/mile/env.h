@@ -56,8 +56,9 @@ MILE_ENV_API const char *mile_env_last_error(void);
 /* Registered task names: i-th name, or NULL past the end. */
 MILE_ENV_API const char *mile_env_name_at(int32_t i);
 
-/* Create a task by name. options: "key=value,key=value" or NULL (e.g.
- * "enable_wind=1,wind_power=15"); unknown keys are an error. */
+/* Create a task by name into *out (NULL on failure). options: "key=value,key=value",
+ * "" or NULL (e.g. "enable_wind=1,wind_power=15"); an unknown key, a key given twice
+ * or a value that does not parse is MILE_ENV_ERR_ARGUMENT, an unknown name too. */
 MILE_ENV_API mile_env_status mile_env_create(mile_env **out, const char *name, const char *options);
 /* NULL-safe. */
 MILE_ENV_API void mile_env_destroy(mile_env *env);
@@ -66,20 +67,36 @@ MILE_ENV_API const char *mile_env_name(const mile_env *env);
 MILE_ENV_API int32_t mile_env_observation_dim(const mile_env *env);
 MILE_ENV_API void mile_env_observation_space(const mile_env *env, mile_env_space *space);
 MILE_ENV_API void mile_env_action_space(const mile_env *env, mile_env_space *space);
-/* The env's own episode step limit (0 when it has none, e.g. LunarLander: TimeLimit is a wrapper). */
+/* Number of doubles in one action: 1 when discrete (the action number), else the box's n. */
+MILE_ENV_API int32_t mile_env_action_size(const mile_env *env);
+/* The episode step limit the task is registered with, like Gymnasium's
+ * spec.max_episode_steps (LunarLander: 1000; 0: none). mile_env_step does not
+ * enforce it: the Lua envs.make applies it with a TimeLimit wrapper, as gym.make
+ * does. A task whose own rules end episodes (Meta-World: 500) reports truncated itself. */
 MILE_ENV_API int32_t mile_env_max_episode_steps(const mile_env *env);
 
 /* Start an episode from `seed`; writes observation_dim doubles into obs. */
 MILE_ENV_API mile_env_status mile_env_reset(mile_env *env, uint64_t seed, double *obs);
-/* Advance one step. action: one value (the action number) when discrete, else n
- * values. Writes the next observation and the step's result. */
-MILE_ENV_API mile_env_status mile_env_step(mile_env *env, const double *action, double *obs,
-                                           mile_env_step_result *result);
+/* Advance one step. action: action_size values, which must equal
+ * mile_env_action_size(env): the action number (an integer 0..n-1) when discrete,
+ * else n finite values (a box action is clipped to its bounds, as Gymnasium does).
+ * Writes the next observation and the step's result. MILE_ENV_ERR_STATE before the
+ * first reset and after a step that ended the episode (terminated or truncated);
+ * MILE_ENV_ERR_ARGUMENT for a wrong size, NaN/Inf or a discrete value out of range.
+ * A call refused for its arguments or the env's state leaves the env unchanged; after
+ * any other failure the env needs a reset. */
+MILE_ENV_API mile_env_status mile_env_step(mile_env *env, const double *action, int32_t action_size,
+                                           double *obs, mile_env_step_result *result);
 
-/* The scripted expert's action for observation obs (written like a step's action). */
+/* The scripted expert's action for observation obs (observation_dim doubles);
+ * writes mile_env_action_size(env) doubles into action, ready for mile_env_step.
+ * Needs no reset. MILE_ENV_ERR_ARGUMENT for a non-finite observation,
+ * MILE_ENV_ERR_UNSUPPORTED for a task without an expert. */
 MILE_ENV_API mile_env_status mile_env_expert_act(mile_env *env, const double *obs, double *action);
 
-/* Draw the current state into rgb (width*height*3 bytes, row-major, top row first). */
+/* Draw the current state into rgb (width*height*3 bytes, row-major, top row first).
+ * Before the first reset a task draws an empty scene. MILE_ENV_ERR_UNSUPPORTED when
+ * the task cannot render; width and height must be 1..4096 (else MILE_ENV_ERR_ARGUMENT). */
 MILE_ENV_API mile_env_status mile_env_render(mile_env *env, uint8_t *rgb, int32_t width, int32_t height);
 
 #endif

@@ -1,0 +1,198 @@
+-- testing.lua - the small test harness of mile's Lua tests (run by the `mile` host).
+--
+--   local T = require "testing"
+--   T.test("sum of a row", function()
+--     T.eq(1 + 1, 2)
+--     T.near({0.1 + 0.2}, {0.3}, 1e-12)
+--     T.raises(function() error("bad shape") end, "shape")
+--   end)
+--   T.run()   -- TAP-like report; exits with the status
+--
+-- Assertions raise errors pointing at the line of the test that called them.
+-- Environment: MILE_TEST_FILTER=text runs only the tests whose name contains text;
+-- MILE_TEST_GC=aggressive makes the collector run very often (and fully after each
+-- test), so a missing reference from a view to its base shows up under valgrind/ASan.
+
+local M = {}
+
+local tests = {}
+
+local aggressive_gc = os.getenv("MILE_TEST_GC") == "aggressive"
+if aggressive_gc then
+  collectgarbage("incremental", 100, 1000)
+end
+
+-- A short, readable rendering of a value for failure messages.
+local function show(v, depth)
+  depth = depth or 0
+  local tv = type(v)
+  if tv == "string" then
+    return string.format("%q", v)
+  elseif tv == "number" then
+    return math.type(v) == "integer" and tostring(v) or string.format("%.17g", v)
+  elseif tv == "table" and getmetatable(v) == nil then
+    if depth > 3 then return "{...}" end
+    local parts, n = {}, #v
+    for i = 1, n do parts[#parts + 1] = show(v[i], depth + 1) end
+    local keys = {}
+    for k in pairs(v) do
+      if not (math.type(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
+    end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(keys) do
+      parts[#parts + 1] = "[" .. show(k, depth + 1) .. "]=" .. show(v[k], depth + 1)
+    end
+    local s = "{" .. table.concat(parts, ", ") .. "}"
+    return #s > 200 and s:sub(1, 197) .. "...}" or s
+  end
+  return tostring(v)
+end
+M.show = show
+
+local function fail(msg, default)
+  error((msg and msg .. ": " or "") .. default, 3)
+end
+
+local function is_nan(x) return x ~= x end
+
+-- Where a and b differ, as "" (at the top) or "[2][1]", plus both values; nil when
+-- they are equal. Plain tables compare by content; NaN equals NaN.
+local function difference(a, b, path, depth)
+  if a == b or (type(a) == "number" and type(b) == "number" and is_nan(a) and is_nan(b)) then
+    return nil
+  end
+  if type(a) == "table" and type(b) == "table" and depth < 32
+      and getmetatable(a) == nil and getmetatable(b) == nil then
+    for k, bv in pairs(b) do
+      local d = difference(a[k], bv, path .. "[" .. show(k) .. "]", depth + 1)
+      if d then return d end
+    end
+    for k, av in pairs(a) do
+      if b[k] == nil then
+        return string.format("at %s: expected nothing, got %s", path .. "[" .. show(k) .. "]", show(av))
+      end
+    end
+    return nil
+  end
+  return string.format("%sexpected %s, got %s", path ~= "" and "at " .. path .. ": " or "",
+                       show(b), show(a))
+end
+
+-- T.eq(actual, expected, msg): equal values (tables compared by content).
+function M.eq(a, b, msg)
+  local d = difference(a, b, "", 0)
+  if d then fail(msg, d) end
+  return a
+end
+
+-- Values with a :totable() method (tensors) compare as their tables.
+local function as_plain(v)
+  if type(v) == "number" or (type(v) == "table" and getmetatable(v) == nil) then return v end
+  local ok, t = pcall(function() return v:totable() end)
+  if ok and type(t) == "table" then return t end
+  return v
+end
+
+local function far(a, b, tol, path, depth)
+  a, b = as_plain(a), as_plain(b)
+  if type(a) == "number" and type(b) == "number" then
+    if math.abs(a - b) <= tol then return nil end -- false for NaN: NaN is never near
+    return string.format("%sexpected %s, got %s (difference %.3g > %.3g)",
+                         path ~= "" and "at " .. path .. ": " or "", show(b), show(a),
+                         math.abs(a - b), tol)
+  end
+  if type(a) == "table" and type(b) == "table" and depth < 32 then
+    if #a ~= #b then
+      return string.format("%slengths differ: expected %d, got %d",
+                           path ~= "" and "at " .. path .. ": " or "", #b, #a)
+    end
+    for k, bv in pairs(b) do
+      local d = far(a[k], bv, tol, path .. "[" .. show(k) .. "]", depth + 1)
+      if d then return d end
+    end
+    for k in pairs(a) do
+      if b[k] == nil then return "at " .. path .. "[" .. show(k) .. "]: unexpected value" end
+    end
+    return nil
+  end
+  return string.format("%sexpected a number or table like %s, got %s",
+                       path ~= "" and "at " .. path .. ": " or "", show(b), show(a))
+end
+
+-- T.near(actual, expected, tol, msg): numbers, or nested tables of numbers (or
+-- tensors with :totable()), within the absolute tolerance tol (default 1e-6).
+function M.near(a, b, tol, msg)
+  local d = far(a, b, tol or 1e-6, "", 0)
+  if d then fail(msg, d) end
+  return a
+end
+
+-- T.truthy(v, msg): v is neither nil nor false; returns v.
+function M.truthy(v, msg)
+  if not v then fail(msg, "expected a true value, got " .. show(v)) end
+  return v
+end
+
+-- T.raises(fn, pattern): fn raises an error whose message matches the Lua pattern
+-- (any error when pattern is nil); returns the message.
+function M.raises(fn, pattern)
+  local ok, err = pcall(fn)
+  if ok then fail(nil, "expected an error" .. (pattern and " matching " .. show(pattern) or "")) end
+  local msg = tostring(err)
+  if pattern and not msg:find(pattern) then
+    fail(nil, string.format("error %s does not match %s", show(msg), show(pattern)))
+  end
+  return msg
+end
+
+-- T.skip(reason): end the running test, reported as skipped.
+local skip_mark = {}
+function M.skip(reason)
+  error(setmetatable({ reason = reason or "" }, skip_mark), 0)
+end
+
+-- T.test(name, fn): register a test; tests run in the order registered.
+function M.test(name, fn)
+  assert(type(name) == "string" and type(fn) == "function", "usage: test(name, fn)")
+  tests[#tests + 1] = { name = name, fn = fn }
+end
+
+local function handler(err)
+  if getmetatable(err) == skip_mark then return err end
+  return debug.traceback(tostring(err), 2)
+end
+
+-- T.run(): run the registered tests (those matching MILE_TEST_FILTER), print a
+-- TAP-like report, and exit with success only when none failed.
+function M.run()
+  local filter = os.getenv("MILE_TEST_FILTER")
+  local selected = {}
+  for _, t in ipairs(tests) do
+    if not filter or filter == "" or t.name:find(filter, 1, true) then selected[#selected + 1] = t end
+  end
+  print("1.." .. #selected)
+  local failures, skipped = 0, 0
+  local start = os.clock()
+  for i, t in ipairs(selected) do
+    local ok, err = xpcall(t.fn, handler)
+    if ok then
+      print(string.format("ok %d - %s", i, t.name))
+    elseif getmetatable(err) == skip_mark then
+      skipped = skipped + 1
+      print(string.format("ok %d - %s # SKIP %s", i, t.name, err.reason))
+    else
+      failures = failures + 1
+      print(string.format("not ok %d - %s", i, t.name))
+      for line in (tostring(err) .. "\n"):gmatch("(.-)\n") do print("#   " .. line) end
+    end
+    io.stdout:flush()
+    if aggressive_gc then collectgarbage("collect") end
+  end
+  print(string.format("# %d test%s, %d passed, %d failed, %d skipped (%.2f s cpu)", #selected,
+                      #selected == 1 and "" or "s", #selected - failures - skipped, failures,
+                      skipped, os.clock() - start))
+  io.stdout:flush()
+  os.exit(failures == 0, true) -- close the state: finalizers run, leak checkers see a clean exit
+end
+
+return M
