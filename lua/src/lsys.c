@@ -1,9 +1,16 @@
-/* lsys.c - mile.sys: what benchmarks and long runs need from the machine:
- * a monotonic clock, resident memory, and the BLAS thread count. */
+/* lsys.c - mile.sys: what benchmarks and long runs need from the machine: a
+ * monotonic clock, resident memory, the BLAS thread count, and the few file
+ * operations plain Lua lacks (atomic writes with fsync, mkdir -p, stat, listdir). */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lmile.h"
 
@@ -43,8 +50,111 @@ static int sys_num_threads(lua_State *L) {
   return 1;
 }
 
+/* Failure of a file operation: nil, "path: reason" (like io.open). */
+static int fail(lua_State *L, const char *path, int err) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", path, strerror(err));
+  return 2;
+}
+
+/* write_atomic(path, data): write a temporary file beside path, fsync it, rename
+ * it over path, fsync the directory. Readers see the old file or the new one,
+ * never a part; a crash leaves at most a stray "<path>.tmp.<pid>". */
+static int sys_write_atomic(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  const char *tmp = lua_pushfstring(L, "%s.tmp.%d", path, (int)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return fail(L, path, errno);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = write(fd, data + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      close(fd), unlink(tmp);
+      return fail(L, path, err);
+    }
+    done += (size_t)n;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    int err = errno;
+    unlink(tmp);
+    return fail(L, path, err);
+  }
+  if (rename(tmp, path) != 0) {
+    int err = errno;
+    unlink(tmp);
+    return fail(L, path, err);
+  }
+  /* make the rename itself durable */
+  const char *slash = strrchr(path, '/');
+  const char *dir = slash ? lua_pushlstring(L, path, (size_t)(slash - path + (slash == path))) : ".";
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) fsync(dfd), close(dfd);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* mkdir(path): create path and its missing parents (mode 0755); true or nil, msg. */
+static int sys_mkdir(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  char *buf = lua_newuserdatauv(L, len + 1, 0);
+  memcpy(buf, path, len + 1);
+  for (size_t i = 1; i <= len; i++) {
+    if (buf[i] != '/' && buf[i] != '\0') continue;
+    char saved = buf[i];
+    buf[i] = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return fail(L, path, errno);
+    buf[i] = saved;
+  }
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return fail(L, path, ENOTDIR);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* stat(path): "file", "directory", "other", or nil when it does not exist. */
+static int sys_stat(lua_State *L) {
+  struct stat st;
+  if (stat(luaL_checkstring(L, 1), &st) != 0) return 0;
+  lua_pushstring(L, S_ISDIR(st.st_mode) ? "directory" : S_ISREG(st.st_mode) ? "file" : "other");
+  return 1;
+}
+
+/* listdir(path): sorted names in a directory (without "." and ".."), or nil, msg. */
+static int sys_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (!d) return fail(L, path, errno);
+  lua_newtable(L);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    lua_pushstring(L, e->d_name);
+    lua_rawseti(L, -2, ++n);
+  }
+  closedir(d);
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "sort");
+  lua_pushvalue(L, -3);
+  lua_call(L, 1, 0);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int sys_getpid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
 static const luaL_Reg functions[] = {{"monotonic", sys_monotonic}, {"rss_mib", sys_rss_mib},
                                      {"set_num_threads", sys_set_num_threads}, {"num_threads", sys_num_threads},
+                                     {"write_atomic", sys_write_atomic}, {"mkdir", sys_mkdir},
+                                     {"stat", sys_stat}, {"listdir", sys_listdir}, {"getpid", sys_getpid},
                                      {NULL, NULL}};
 
 int luaopen_mile_sys(lua_State *L) {

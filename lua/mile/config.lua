@@ -1,0 +1,192 @@
+--- mile.config: experiment configurations as Lua tables, checked against a schema.
+--
+-- A config file returns a table (nested tables for dotted keys: `loss = {variant =
+-- "paper"}` is `loss.variant`). `config.resolve(schema, user, overrides)` fills
+-- defaults, applies `--set key=value` overrides and rejects unknown keys and values
+-- of the wrong type with an error naming the key.
+local M = {}
+
+-- Flatten nested tables into dotted keys ("loss.lambda" = 0.5). Lists stay values.
+local function is_list(t)
+  if type(t) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n == #t
+end
+
+local function flatten(t, prefix, out)
+  out = out or {}
+  for k, v in pairs(t) do
+    if type(k) ~= "string" then error(("config: key %s%s is not a string"):format(prefix, tostring(k)), 0) end
+    local key = prefix .. k
+    if type(v) == "table" and not is_list(v) and next(v) ~= nil then flatten(v, key .. ".", out)
+    else out[key] = v end
+  end
+  return out
+end
+M.flatten = flatten
+
+--- Build the nested table back from dotted keys.
+function M.unflatten(flat)
+  local out = {}
+  for key, v in pairs(flat) do
+    local node = out
+    local parts = {}
+    for part in key:gmatch("[^.]+") do parts[#parts + 1] = part end
+    for i = 1, #parts - 1 do
+      node[parts[i]] = node[parts[i]] or {}
+      node = node[parts[i]]
+    end
+    node[parts[#parts]] = v
+  end
+  return out
+end
+
+-- Closest schema key to a misspelt one (for "did you mean").
+local function closest(key, schema)
+  local best, best_d = nil, math.huge
+  for k in pairs(schema) do
+    -- edit distance, small strings only
+    local a, b = key, k
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+      local cur = { [0] = i }
+      for j = 1, #b do
+        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:sub(i, i) == b:sub(j, j) and 0 or 1))
+      end
+      prev = cur
+    end
+    if prev[#b] < best_d then best, best_d = k, prev[#b] end
+  end
+  return best_d <= 3 and best or nil
+end
+
+local function type_of(v)
+  if math.type(v) == "integer" then return "integer" end
+  if is_list(v) and type(v) == "table" then return "list" end
+  return type(v)
+end
+
+-- Does value v fit the declared type?
+local function fits(spec_type, v)
+  local t = type_of(v)
+  if spec_type == "number" then return t == "number" or t == "integer" end
+  if spec_type == "list" then return type(v) == "table" end
+  return t == spec_type
+end
+
+local function check(schema, key, v, origin)
+  local spec = schema[key]
+  if not spec then
+    local hint = closest(key, schema)
+    error(("config: unknown key '%s'%s%s"):format(key, origin or "", hint and (" (did you mean '" .. hint .. "'?)") or ""), 0)
+  end
+  if v == nil then return end
+  if not fits(spec.type, v) then
+    error(("config: '%s' must be %s, got %s%s"):format(key, spec.type, type_of(v), origin or ""), 0)
+  end
+  if spec.choices then
+    local ok = false
+    for _, c in ipairs(spec.choices) do ok = ok or c == v end
+    if not ok then
+      error(("config: '%s' must be one of %s, got %s%s"):format(key, table.concat(spec.choices, ", "), tostring(v), origin or ""), 0)
+    end
+  end
+  if spec.check then
+    local ok, why = spec.check(v)
+    if not ok then error(("config: '%s' = %s: %s%s"):format(key, tostring(v), why, origin or ""), 0) end
+  end
+end
+
+--- Parse the text of a --set value by the key's declared type.
+function M.parse_value(schema, key, text)
+  local spec = schema[key]
+  if not spec then check(schema, key, nil, " (from --set)") end
+  if spec.type == "number" or spec.type == "integer" then
+    local v = tonumber(text)
+    if v == nil then error(("config: --set %s=%s: not a number"):format(key, text), 0) end
+    if spec.type == "integer" then
+      if v ~= math.floor(v) then error(("config: --set %s=%s: not an integer"):format(key, text), 0) end
+      v = math.tointeger(v)
+    end
+    return v
+  elseif spec.type == "boolean" then
+    if text == "true" then return true elseif text == "false" then return false end
+    error(("config: --set %s=%s: expected true or false"):format(key, text), 0)
+  elseif spec.type == "list" then
+    local items = {}
+    for item in text:gmatch("[^,]+") do items[#items + 1] = tonumber(item) or item end
+    return items
+  end
+  return text
+end
+
+--- resolve(schema, user_table, overrides) -> flat table of every schema key.
+-- overrides: list of "key=value" strings (from --set), applied after the file.
+function M.resolve(schema, user, overrides)
+  local flat = {}
+  for key, spec in pairs(schema) do flat[key] = spec.default end
+  for key, v in pairs(flatten(user or {}, "")) do
+    check(schema, key, v)
+    flat[key] = v
+  end
+  for _, item in ipairs(overrides or {}) do
+    local key, text = item:match("^([%w_.]+)=(.*)$")
+    if not key then error(("config: --set %s: expected key=value"):format(item), 0) end
+    local v = M.parse_value(schema, key, text)
+    check(schema, key, v, " (from --set)")
+    flat[key] = v
+  end
+  return flat
+end
+
+--- Load a config file (a Lua file returning a table) in an empty environment.
+function M.load_file(path)
+  local chunk, err = loadfile(path, "t", {})
+  if not chunk then error("config: " .. err, 0) end
+  local ok, t = pcall(chunk)
+  if not ok then error("config: " .. path .. ": " .. tostring(t), 0) end
+  if type(t) ~= "table" then error(("config: %s must return a table, got %s"):format(path, type(t)), 0) end
+  return t
+end
+
+-- Lua source for a value (sorted keys: same config, same bytes).
+local function serialize(v, indent)
+  indent = indent or ""
+  local t = type(v)
+  if t == "string" then return string.format("%q", v) end
+  if t == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    if v ~= v then return "0/0" end
+    if v == math.huge then return "math.huge" elseif v == -math.huge then return "-math.huge" end
+    local short = string.format("%.15g", v) -- shortest text that reads back the same value
+    return tonumber(short) == v and short or string.format("%.17g", v)
+  end
+  if t == "boolean" then return tostring(v) end
+  if t == "table" then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    if is_list(v) then
+      local parts = {}
+      for i = 1, #v do parts[i] = serialize(v[i], indent) end
+      return "{ " .. table.concat(parts, ", ") .. " }"
+    end
+    local lines = {}
+    for _, k in ipairs(keys) do
+      local name = (type(k) == "string" and k:match("^[%a_][%w_]*$")) and k or ("[" .. serialize(k) .. "]")
+      lines[#lines + 1] = indent .. "  " .. name .. " = " .. serialize(v[k], indent .. "  ") .. ","
+    end
+    return "{\n" .. table.concat(lines, "\n") .. "\n" .. indent .. "}"
+  end
+  error("config: cannot serialize a " .. t, 0)
+end
+M.serialize = serialize
+
+--- The resolved (flat) config as the text of a Lua file that returns it nested.
+function M.to_source(flat)
+  return "-- resolved mile config\nreturn " .. serialize(M.unflatten(flat)) .. "\n"
+end
+
+return M
