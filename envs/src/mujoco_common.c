@@ -260,7 +260,8 @@ static mile_env_status check_warnings(mile_mj *mj) {
   for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) {
     if (mj->d->warning[fatal[i].id].number > 0) {
       mj_resetData(mj->m, mj->d);
-      return mile_env_error(MILE_ENV_ERR_SIM, "%s: MuJoCo: %s; reset the env", mj->task_name, fatal[i].what);
+      return mile_env_error(MILE_ENV_ERR_SIM, "%s: MuJoCo: %s%s%s; reset the env", mj->task_name, fatal[i].what,
+                            mj_warning_text[0] ? ": " : "", mj_warning_text);
     }
   }
   return MILE_ENV_OK;
@@ -275,6 +276,7 @@ static void substeps(void *arg) {
 }
 
 static mile_env_status simulate(mile_mj *mj, const char *what) {
+  mj_warning_text[0] = '\0';
   mile_env_status status = mile_mj_trapped(mj, substeps, mj, what);
   return status != MILE_ENV_OK ? status : check_warnings(mj);
 }
@@ -333,6 +335,7 @@ void mile_mj_observe(mile_env *env, const double obj_pos[3], const double obj_qu
   memcpy(obs, frame, sizeof frame);
   memcpy(obs + MILE_MJ_FRAME_DIM, mj->prev, sizeof frame);
   memcpy(obs + 2 * MILE_MJ_FRAME_DIM, mj->goal, 3 * sizeof(double));
-  for (int i = 0; i < MILE_MJ_OBS_DIM; i++) obs[i] = mile_mj_clip(obs[i], env->obs_space.low[i], env->obs_space.high[i]);
+  const mile_env_space *space = &env->obs_space;
+  for (int i = 0; i < MILE_MJ_OBS_DIM; i++) obs[i] = mile_mj_clip(obs[i], space->low[i], space->high[i]);
   memcpy(mj->prev, frame, sizeof frame);
 }

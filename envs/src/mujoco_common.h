@@ -37,7 +37,7 @@ typedef struct mile_mj {
   double prev[MILE_MJ_FRAME_DIM]; /* the previous frame of the observation */
   double goal[3];
   double init_tcp[3];             /* tool centre point after the hand reset */
-  mile_mj_gl *render;         /* made by the first mile_mj_render */
+  mile_mj_gl *render;             /* made by the first mile_mj_render */
 } mile_mj;
 
 /* Allocate env->impl (impl_size bytes, zeroed, a mile_mj first), load model_file (found
@@ -83,6 +83,7 @@ void mile_mj_tcp_center(const mile_mj *mj, double out[3]);
  * context: EGL, else OSMesa, or the one $MUJOCO_GL names ("egl", "osmesa");
  * MILE_ENV_ERR_UNSUPPORTED when none can be opened. */
 mile_env_status mile_mj_render(mile_env *env, uint8_t *rgb, int32_t width, int32_t height);
+/* Free what mile_mj_render made (NULL-safe); called by mile_mj_destroy. */
 void mile_mj_gl_free(mile_mj_gl *gl);
 
 /* Run fn under the MuJoCo error trap: a MuJoCo error inside comes back as

@@ -140,9 +140,12 @@ static egl_display open_egl_display(void) {
 }
 
 static void choose_backend(void) {
+  /* MUJOCO_GL as MuJoCo's Python bindings read it; other values (glfw, which needs a
+   * window) leave the choice to us */
   const char *want = getenv("MUJOCO_GL");
-  int try_egl = want == NULL || want[0] == '\0' || strcmp(want, "egl") == 0;
-  int try_osmesa = want == NULL || want[0] == '\0' || strcmp(want, "osmesa") == 0;
+  int only_egl = want != NULL && strcmp(want, "egl") == 0;
+  int only_osmesa = want != NULL && strcmp(want, "osmesa") == 0;
+  int try_egl = !only_osmesa, try_osmesa = !only_egl;
   const char *egl_why = "not tried ($MUJOCO_GL)", *osmesa_why = "not tried ($MUJOCO_GL)";
   if (try_egl) {
     egl_why = load_egl();
@@ -164,8 +167,7 @@ static void choose_backend(void) {
       return;
     }
   }
-  snprintf(gl.why, sizeof gl.why, "EGL: %s; OSMesa: %s%s", egl_why, osmesa_why,
-           want && want[0] && !try_egl && !try_osmesa ? " ($MUJOCO_GL must be egl or osmesa)" : "");
+  snprintf(gl.why, sizeof gl.why, "EGL: %s; OSMesa: %s", egl_why, osmesa_why);
 }
 
 /* Make the env's own context current, creating it on first use. */
@@ -214,7 +216,8 @@ void mile_mj_gl_free(mile_mj_gl *r) {
   if (r == NULL) return;
   if (r->made) {
     /* freeing GL objects needs the context current */
-    if (r->backend == BACKEND_EGL && r->egl_ctx != NULL) gl.egl.make_current(r->display, r->surface, r->surface, r->egl_ctx);
+    if (r->backend == BACKEND_EGL && r->egl_ctx != NULL)
+      gl.egl.make_current(r->display, r->surface, r->surface, r->egl_ctx);
     if (r->backend == BACKEND_OSMESA && r->osmesa_ctx != NULL)
       gl.osmesa.make_current(r->osmesa_ctx, r->osmesa_buffer, GL_UNSIGNED_BYTE_, 16, 16);
     mjr_freeContext(&r->context);
@@ -251,8 +254,9 @@ static void draw(void *arg) {
     if (m->vis.global.offwidth < c->width) m->vis.global.offwidth = c->width;
     if (m->vis.global.offheight < c->height) m->vis.global.offheight = c->height;
     mjv_defaultScene(&r->scene);
-    mjv_makeScene(m, &r->scene, 2000);
     mjr_defaultContext(&r->context);
+    r->made = 1; /* from here freeing is safe, even if making fails half-way */
+    mjv_makeScene(m, &r->scene, 2000);
     mjr_makeContext(m, &r->context, mjFONTSCALE_100);
     mjv_defaultOption(&r->option);
     mjv_defaultCamera(&r->camera);
@@ -264,7 +268,6 @@ static void draw(void *arg) {
     r->camera.distance = 1.05;
     r->camera.azimuth = 125.0;
     r->camera.elevation = -30.0;
-    r->made = 1;
   }
   mjr_setBuffer(mjFB_OFFSCREEN, &r->context);
   mjrRect viewport = {0, 0, c->width, c->height};

@@ -200,7 +200,8 @@ static void test_expert_peg(void **state) {
 /* Uniform random actions almost never solve these tasks. */
 static void check_random(const char *name) {
   run_stats s = run(name, EPISODES, 0);
-  printf("  %s random policy: %d/%d successes (%.0f %%)\n", name, s.successes, EPISODES, 100.0 * s.successes / EPISODES);
+  printf("  %s random policy: %d/%d successes (%.0f %%)\n", name, s.successes, EPISODES,
+         100.0 * s.successes / EPISODES);
   assert_true(s.successes < 5);
   assert_true(s.min_reward >= 0.0 && s.max_reward <= 10.0);
 }
@@ -438,6 +439,35 @@ static void test_broken_model(void **state) {
   rmdir(dir);
 }
 
+/* MuJoCo's own failures come back as MILE_ENV_ERR_SIM with its message: an error raised
+ * inside mj_step (an integrator MuJoCo does not know) and a state that blows up. The
+ * process neither exits nor prints, and a reset recovers. */
+static void test_mujoco_failures(void **state) {
+  (void)state;
+  mile_env *env = make(BUTTON, NULL);
+  double obs[OBS];
+  const double zero[ACT] = {0, 0, 0, 0};
+  mile_env_step_result r;
+  reset(env, 3, obs);
+  mile_mj *mj = env->impl;
+  int integrator = mj->m->opt.integrator;
+  mj->m->opt.integrator = 99;
+  assert_int_equal(mile_env_step(env, zero, ACT, obs, &r), MILE_ENV_ERR_SIM);
+  assert_non_null(strstr(mile_env_last_error(), "MuJoCo"));
+  assert_int_equal(mile_env_step(env, zero, ACT, obs, &r), MILE_ENV_ERR_STATE); /* needs a reset */
+  mj->m->opt.integrator = integrator;
+  reset(env, 3, obs);
+  step(env, zero, obs, &r);
+
+  mj->d->qvel[0] = 1e30; /* the hand flung away: MuJoCo flags the velocity and resets */
+  assert_int_equal(mile_env_step(env, zero, ACT, obs, &r), MILE_ENV_ERR_SIM);
+  assert_non_null(strstr(mile_env_last_error(), "qvel"));
+  reset(env, 3, obs);
+  step(env, zero, obs, &r);
+  for (int i = 0; i < OBS; i++) assert_true(isfinite(obs[i]));
+  mile_env_destroy(env);
+}
+
 /* --- rendering ---------------------------------------------------------------------- */
 
 /* A picture where an offscreen GL context can be opened; elsewhere a clear refusal. */
@@ -481,6 +511,7 @@ int main(void) {
       cmocka_unit_test(test_determinism),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_broken_model),
+      cmocka_unit_test(test_mujoco_failures),
       cmocka_unit_test(test_render),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
