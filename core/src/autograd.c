@@ -185,13 +185,23 @@ mile_status mile_sum_to_shape(mile_tensor **out, mile_tensor *g, int32_t ndim, c
     cur = next;
   }
   for (int32_t d = 0; d < ndim; d++) {
-    if (shape[d] == 1 && cur->shape[d] != 1) {
+    int32_t cd = d - (ndim - cur->ndim); /* dims align on the right: g may have fewer */
+    if (cd >= 0 && shape[d] == 1 && cur->shape[cd] != 1) {
       mile_tensor *next;
-      mile_status st = mile_reduce(&next, MILE_SUM, cur, d, 1);
+      mile_status st = mile_reduce(&next, MILE_SUM, cur, cd, 1);
       mile_tensor_release(cur);
       if (st != MILE_OK) return st;
       cur = next;
     }
+  }
+  if (!(cur->ndim == ndim && memcmp(cur->shape, shape, sizeof(int64_t) * (size_t)ndim) == 0)) {
+    /* a gradient smaller than the input (a custom backward may return any shape that
+     * broadcasts to it, e.g. 0-d): broadcast it up; fails when it does not broadcast */
+    mile_tensor *next;
+    mile_status st = mile_expand(&next, cur, ndim, shape);
+    mile_tensor_release(cur);
+    if (st != MILE_OK) return st;
+    cur = next;
   }
   *out = cur;
   return MILE_OK;

@@ -331,10 +331,10 @@ mile_status mile_where(mile_tensor **out, mile_tensor *cond, mile_tensor *a, mil
   *out = NULL;
   MILE_TRY(mile_check_same_dtype("where", a, b));
   MILE_TRY(mile_check_same_dtype("where", cond, a));
-  int32_t nd;
-  int64_t shape[MILE_MAX_DIMS];
-  MILE_TRY(mile_broadcast_shape("where", a->ndim, a->shape, b->ndim, b->shape, &nd, shape));
-  MILE_TRY(mile_broadcast_shape("where", cond->ndim, cond->shape, nd, shape, &nd, shape));
+  int32_t nd, nab;
+  int64_t shape[MILE_MAX_DIMS], ab[MILE_MAX_DIMS]; /* separate arrays: broadcast_shape must not alias */
+  MILE_TRY(mile_broadcast_shape("where", a->ndim, a->shape, b->ndim, b->shape, &nab, ab));
+  MILE_TRY(mile_broadcast_shape("where", cond->ndim, cond->shape, nab, ab, &nd, shape));
   MILE_TRY(mile_empty(out, (mile_dtype)a->dtype, nd, shape));
   const mile_tensor *ops[4] = {*out, cond, a, b};
   mile_loop_run(4, ops, nd, shape, a->dtype == MILE_FLOAT64 ? where_f64 : where_f32, NULL);

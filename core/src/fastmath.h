@@ -14,7 +14,9 @@
 
 static inline float mile_expf(float x) {
   const float log2e = 1.44269504088896341f, c1 = 0.693359375f, c2 = -2.12194440e-4f;
-  float xc = x > 88.3762626647949f ? 88.3762626647949f : x < -87.3365447505531f ? -87.3365447505531f : x;
+  /* the whole range of finite, non-zero results (n from -150 to 128); NaN goes through as 0 */
+  float xc = x > 88.7228391116729996f ? 88.7228391116729996f : x < -103.972077083991796f ? -103.972077083991796f : x;
+  xc = x != x ? 0.0f : xc;
   /* n = round(x / ln 2) by the 1.5 * 2^23 trick: no libm call, vectorises with SSE2 */
   float t = xc * log2e + 12582912.0f;
   float n = t - 12582912.0f;
@@ -26,10 +28,14 @@ static inline float mile_expf(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   float y = p * r * r + r + 1.0f;
-  int32_t bits = ((int32_t)n + 127) << 23; /* 2^n */
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  y *= scale;
+  /* 2^n as two normal floats 2^n1 2^n2: one alone would overflow the exponent near
+   * FLT_MAX and cannot reach the subnormal results below FLT_MIN */
+  int32_t ni = (int32_t)n, n1 = ni / 2, n2 = ni - n1;
+  int32_t bits1 = (n1 + 127) << 23, bits2 = (n2 + 127) << 23;
+  float scale1, scale2;
+  memcpy(&scale1, &bits1, sizeof scale1);
+  memcpy(&scale2, &bits2, sizeof scale2);
+  y = y * scale1 * scale2;
   y = x > 88.7228391116729996f ? (float)INFINITY : y;
   y = x < -103.972077083991796f ? 0.0f : y;
   return x != x ? x : y;

@@ -168,7 +168,7 @@ mile_status mile_linear(mile_tensor **out, mile_tensor *x, mile_tensor *weight, 
   if (bias && (bias->ndim != 1 || bias->shape[0] != outf))
     return mile_set_error(MILE_ERR_SHAPE, "linear: bias %s does not match %lld outputs",
                           mile_shape_str(bias, s1, sizeof s1), (long long)outf);
-  int64_t rows = in ? mile_numel(x) / in : 0, shape[MILE_MAX_DIMS];
+  int64_t rows = mile_shape_numel(x->ndim - 1, x->shape), shape[MILE_MAX_DIMS]; /* also when in = 0 */
   memcpy(shape, x->shape, sizeof shape);
   shape[x->ndim - 1] = outf;
 

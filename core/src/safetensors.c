@@ -108,6 +108,19 @@ static void convert_16(float *dst, const unsigned char *src, size_t n, file_dtyp
   }
 }
 
+/* s for a message: at most 60 bytes of it, control bytes (and, with `high`, bytes
+ * >= 0x80) written as \xNN, so that no name from a file can garble a terminal. */
+static const char *printable(const char *s, bool high, char *buf, size_t size) {
+  size_t used = 0;
+  for (size_t i = 0; s[i] && i < 60 && used + 5 < size; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != 0x7f && (c < 0x80 || !high)) buf[used++] = (char)c;
+    else used += (size_t)snprintf(buf + used, size - used, "\\x%02x", c);
+  }
+  buf[used] = '\0';
+  return buf;
+}
+
 static const char *sys_error(int err, char *buf, size_t size) {
   if (strerror_r(err, buf, size) != 0) snprintf(buf, size, "error %d", err);
   return buf;
@@ -228,8 +241,15 @@ static int entry_cmp(const void *a, const void *b) {
   return x->json_order < y->json_order ? -1 : x->json_order > y->json_order;
 }
 
+static mile_status nomem(const source *src) {
+  return mile_set_error(MILE_ERR_NOMEM, "%s: %s: out of memory", LOAD, src->label);
+}
+
 static mile_status bad(const source *src, const char *name, const char *what) {
-  if (name) return mile_set_error(MILE_ERR_FORMAT, "%s: %s: tensor '%s': %s", LOAD, src->label, name, what);
+  char pbuf[256];
+  if (name)
+    return mile_set_error(MILE_ERR_FORMAT, "%s: %s: tensor '%s': %s", LOAD, src->label,
+                          printable(name, false, pbuf, sizeof pbuf), what);
   return mile_set_error(MILE_ERR_FORMAT, "%s: %s: %s", LOAD, src->label, what);
 }
 
@@ -244,13 +264,15 @@ static bool json_nonneg_int(const json_t *v, uint64_t *out) {
 
 /* Check one tensor entry (`value` under key `name`) into *e. */
 static mile_status check_entry(const source *src, const char *name, json_t *value, entry *e) {
-  char msg[200];
+  char msg[512];
   if (!json_is_object(value)) return bad(src, name, "entry is not a JSON object");
   const char *key;
   json_t *field;
   json_object_foreach(value, key, field) {
     if (strcmp(key, "dtype") != 0 && strcmp(key, "shape") != 0 && strcmp(key, "data_offsets") != 0) {
-      snprintf(msg, sizeof msg, "unexpected key '%.60s' (expected dtype, shape, data_offsets)", key);
+      char pbuf[256];
+      snprintf(msg, sizeof msg, "unexpected key '%s' (expected dtype, shape, data_offsets)",
+               printable(key, false, pbuf, sizeof pbuf));
       return bad(src, name, msg);
     }
   }
@@ -264,8 +286,9 @@ static mile_status check_entry(const source *src, const char *name, json_t *valu
   if (!json_is_string(dtype)) return bad(src, name, "dtype is not a string");
   int fd = find_dtype(json_string_value(dtype));
   if (fd < 0) {
-    snprintf(msg, sizeof msg, "unsupported dtype '%.20s' (mile reads F32, F64, and F16/BF16 as float32)",
-             json_string_value(dtype));
+    char pbuf[256];
+    snprintf(msg, sizeof msg, "unsupported dtype '%.24s' (mile reads F32, F64, and F16/BF16 as float32)",
+             printable(json_string_value(dtype), false, pbuf, sizeof pbuf));
     return bad(src, name, msg);
   }
   e->dtype = (file_dtype)fd;
@@ -279,7 +302,8 @@ static mile_status check_entry(const source *src, const char *name, json_t *valu
   e->ndim = (int32_t)ndim;
   for (size_t i = 0; i < ndim; i++) {
     uint64_t d;
-    if (!json_nonneg_int(json_array_get(shape, i), &d)) return bad(src, name, "shape is not a list of non-negative integers");
+    if (!json_nonneg_int(json_array_get(shape, i), &d))
+      return bad(src, name, "shape is not a list of non-negative integers");
     e->shape[i] = (int64_t)d;
   }
 
@@ -295,26 +319,28 @@ static mile_status check_entry(const source *src, const char *name, json_t *valu
   return MILE_OK;
 }
 
-/* Number of bytes the shape needs, or false when it does not fit in 63 bits. */
+/* Number of bytes the shape needs, or false when the shape is too large for mile:
+ * the product of its non-zero dims times 8 must fit in an int64 (a zero dim does
+ * not make [2^40, 2^40, 0] acceptable: mile_empty would refuse it). */
 static bool entry_nbytes(const entry *e, uint64_t *nbytes) {
-  uint64_t n = dtypes[e->dtype].size;
-  for (int32_t i = 0; i < e->ndim; i++)
-    if (e->shape[i] == 0) {
-      *nbytes = 0;
-      return true;
-    }
+  uint64_t n = 1;
+  bool empty = false;
   for (int32_t i = 0; i < e->ndim; i++) {
     uint64_t d = (uint64_t)e->shape[i];
-    if (n > (uint64_t)INT64_MAX / d) return false;
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (n > (uint64_t)INT64_MAX / 8 / d) return false;
     n *= d;
   }
-  *nbytes = n;
+  *nbytes = empty ? 0 : n * dtypes[e->dtype].size;
   return true;
 }
 
 /* Check the offsets of the sorted entries against the data section [0, data_len). */
 static mile_status check_layout(const source *src, const entry *es, size_t n, uint64_t data_len) {
-  char msg[240], dims[96];
+  char msg[512], dims[200];
   uint64_t expected = 0;
   for (size_t i = 0; i < n; i++) {
     const entry *e = &es[i];
@@ -335,8 +361,10 @@ static mile_status check_layout(const source *src, const entry *es, size_t n, ui
       return bad(src, e->name, msg);
     }
     if (e->begin < expected) {
-      snprintf(msg, sizeof msg, "data_offsets [%llu, %llu] overlap tensor '%.60s' (which ends at %llu)",
-               (unsigned long long)e->begin, (unsigned long long)e->end, es[i - 1].name, (unsigned long long)expected);
+      char pbuf[256];
+      snprintf(msg, sizeof msg, "data_offsets [%llu, %llu] overlap tensor '%s' (which ends at %llu)",
+               (unsigned long long)e->begin, (unsigned long long)e->end,
+               printable(es[i - 1].name, false, pbuf, sizeof pbuf), (unsigned long long)expected);
       return bad(src, e->name, msg);
     }
     if (e->begin > expected) {
@@ -363,8 +391,8 @@ static mile_status take_metadata(const source *src, json_t *meta, mile_safetenso
   json_t *value;
   json_object_foreach(meta, key, value) {
     if (!json_is_string(value)) {
-      char msg[120];
-      snprintf(msg, sizeof msg, "__metadata__ value of '%.60s' is not a string", key);
+      char msg[512], pbuf[256];
+      snprintf(msg, sizeof msg, "__metadata__ value of '%s' is not a string", printable(key, false, pbuf, sizeof pbuf));
       return bad(src, NULL, msg);
     }
   }
@@ -372,12 +400,12 @@ static mile_status take_metadata(const source *src, json_t *meta, mile_safetenso
   if (n > INT32_MAX) return bad(src, NULL, "too many metadata entries");
   st->metadata_keys = calloc(n, sizeof *st->metadata_keys);
   st->metadata_values = calloc(n, sizeof *st->metadata_values);
-  if (!st->metadata_keys || !st->metadata_values) return mile_err_nomem(LOAD);
+  if (!st->metadata_keys || !st->metadata_values) return nomem(src);
   json_object_foreach(meta, key, value) {
     int32_t i = st->n_metadata++; /* counted before the copies so that free sees them */
     st->metadata_keys[i] = copy_string(key);
     st->metadata_values[i] = copy_string(json_string_value(value));
-    if (!st->metadata_keys[i] || !st->metadata_values[i]) return mile_err_nomem(LOAD);
+    if (!st->metadata_keys[i] || !st->metadata_values[i]) return nomem(src);
   }
   return MILE_OK;
 }
@@ -385,7 +413,12 @@ static mile_status take_metadata(const source *src, json_t *meta, mile_safetenso
 /* Read tensor e's bytes (at data_start + begin) into a new tensor. */
 static mile_status read_tensor(const source *src, const entry *e, uint64_t data_start, mile_tensor **out) {
   mile_tensor *t;
-  MILE_TRY(mile_empty(&t, dtypes[e->dtype].mile, e->ndim, e->ndim ? e->shape : NULL));
+  mile_status made = mile_empty(&t, dtypes[e->dtype].mile, e->ndim, e->ndim ? e->shape : NULL);
+  if (made != MILE_OK) { /* out of memory: say which file and tensor */
+    char why[256];
+    snprintf(why, sizeof why, "%s", mile_last_error());
+    return mile_set_error(made, "%s: %s: tensor '%.60s': %s", LOAD, src->label, e->name, why);
+  }
   size_t nbytes = (size_t)(e->end - e->begin);
   size_t numel = nbytes / dtypes[e->dtype].size;
   mile_status st = MILE_OK;
@@ -394,7 +427,7 @@ static mile_status read_tensor(const source *src, const entry *e, uint64_t data_
     if (st == MILE_OK && !host_is_little_endian()) swap_bytes(mile_data(t), numel, dtypes[e->dtype].size);
   } else if (nbytes > 0) {
     unsigned char *raw = malloc(nbytes);
-    if (!raw) st = mile_err_nomem(LOAD);
+    if (!raw) st = nomem(src);
     if (st == MILE_OK) st = source_read(src, data_start + e->begin, raw, nbytes);
     if (st == MILE_OK) convert_16(mile_data(t), raw, numel, e->dtype);
     free(raw);
@@ -408,7 +441,7 @@ static mile_status read_tensor(const source *src, const entry *e, uint64_t data_
 }
 
 static mile_status read_all(const source *src, mile_safetensors **out) {
-  char msg[240];
+  char msg[512];
   if (src->size < 8) {
     snprintf(msg, sizeof msg, "file is %llu bytes, too short for the 8-byte header length",
              (unsigned long long)src->size);
@@ -418,19 +451,20 @@ static mile_status read_all(const source *src, mile_safetensors **out) {
   MILE_TRY(source_read(src, 0, lenbuf, 8));
   uint64_t hlen = load_u64le(lenbuf);
   if (hlen > MILE_SAFETENSORS_MAX_HEADER) {
-    snprintf(msg, sizeof msg, "header length %llu exceeds the limit of %d bytes", (unsigned long long)hlen,
+    snprintf(msg, sizeof msg, "header length %llu exceeds the limit of %d bytes (not a safetensors file?)",
+             (unsigned long long)hlen,
              MILE_SAFETENSORS_MAX_HEADER);
     return bad(src, NULL, msg);
   }
   if (hlen > src->size - 8) {
-    snprintf(msg, sizeof msg, "header length %llu is larger than the rest of the file (%llu bytes)",
+    snprintf(msg, sizeof msg, "header length %llu is larger than the rest of the file (%llu bytes): truncated?",
              (unsigned long long)hlen, (unsigned long long)(src->size - 8));
     return bad(src, NULL, msg);
   }
   if (hlen < 2) return bad(src, NULL, "header is too short to hold a JSON object");
 
   char *header = malloc((size_t)hlen);
-  if (!header) return mile_err_nomem(LOAD);
+  if (!header) return nomem(src);
   mile_status st = source_read(src, 8, header, (size_t)hlen);
   if (st != MILE_OK) {
     free(header);
@@ -450,12 +484,12 @@ static mile_status read_all(const source *src, mile_safetensors **out) {
 
   entry *es = NULL;
   mile_safetensors *h = calloc(1, sizeof *h);
-  if (!h) st = mile_err_nomem(LOAD);
+  if (!h) st = nomem(src);
   if (st == MILE_OK && !json_is_object(root)) st = bad(src, NULL, "header is not a JSON object");
   json_t *meta = st == MILE_OK ? json_object_get(root, "__metadata__") : NULL;
   size_t n = st == MILE_OK ? json_object_size(root) - (meta ? 1 : 0) : 0;
   if (st == MILE_OK && n > INT32_MAX) st = bad(src, NULL, "too many tensors");
-  if (st == MILE_OK && n > 0 && !(es = calloc(n, sizeof *es))) st = mile_err_nomem(LOAD);
+  if (st == MILE_OK && n > 0 && !(es = calloc(n, sizeof *es))) st = nomem(src);
   if (st == MILE_OK) {
     const char *key;
     json_t *value;
@@ -478,12 +512,12 @@ static mile_status read_all(const source *src, mile_safetensors **out) {
     h->names = calloc(n, sizeof *h->names);
     h->tensors = calloc(n, sizeof *h->tensors);
     h->file_dtypes = calloc(n, sizeof *h->file_dtypes);
-    if (!h->names || !h->tensors || !h->file_dtypes) st = mile_err_nomem(LOAD);
+    if (!h->names || !h->tensors || !h->file_dtypes) st = nomem(src);
     for (size_t i = 0; i < n && st == MILE_OK; i++) {
       int32_t k = h->count++; /* counted first so that free sees partial work */
       h->file_dtypes[k] = dtypes[es[i].dtype].name;
       h->names[k] = copy_string(es[i].name);
-      if (!h->names[k]) st = mile_err_nomem(LOAD);
+      if (!h->names[k]) st = nomem(src);
       if (st == MILE_OK) st = read_tensor(src, &es[i], 8 + hlen, &h->tensors[k]);
     }
   }
@@ -537,6 +571,7 @@ static const char SAVE[] = "save_safetensors";
 static mile_status build_header(const char *path, int32_t count, const char *const *names, mile_tensor *const *tensors,
                                 int32_t n_metadata, const char *const *keys, const char *const *values,
                                 char **out) {
+  char pbuf[256];
   *out = NULL;
   mile_status st = MILE_OK;
   json_t *root = json_object();
@@ -549,10 +584,13 @@ static mile_status build_header(const char *path, int32_t count, const char *con
       st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: metadata key '%.60s' appears twice", SAVE, path, keys[i]);
     } else {
       json_t *v = json_string(values[i]); /* NULL when not UTF-8 */
-      if (!v) st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: metadata value of '%.60s' is not valid UTF-8", SAVE, path, keys[i]);
+      if (!v)
+        st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: metadata value of '%s' is not valid UTF-8", SAVE, path,
+                            printable(keys[i], true, pbuf, sizeof pbuf));
       /* set_new consumes v even when it fails; it fails on a key that is not UTF-8 */
       else if (json_object_set_new(meta, keys[i], v) != 0)
-        st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: metadata key %d is not valid UTF-8", SAVE, path, i);
+        st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: metadata key '%s' is not valid UTF-8", SAVE, path,
+                            printable(keys[i], true, pbuf, sizeof pbuf));
     }
   }
   if (st == MILE_OK && meta) {
@@ -565,7 +603,8 @@ static mile_status build_header(const char *path, int32_t count, const char *con
     const char *name = names[i];
     mile_tensor *t = tensors[i];
     if (!name || !*name)
-      st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: tensor %d has %s name", SAVE, path, i, name ? "an empty" : "a NULL");
+      st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: tensor %d of %d has %s name", SAVE, path, i + 1, count,
+                          name ? "an empty" : "a NULL");
     else if (strcmp(name, "__metadata__") == 0)
       st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: '__metadata__' cannot name a tensor", SAVE, path);
     else if (!t)
@@ -586,10 +625,12 @@ static mile_status build_header(const char *path, int32_t count, const char *con
     json_decref(shape);
     if (!item) st = mile_set_error(MILE_ERR_NOMEM, "%s: %s: out of memory", SAVE, path);
     else if (json_object_set_new(root, name, item) != 0) /* consumes item */
-      st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: tensor name %d is not valid UTF-8", SAVE, path, i);
+      st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: tensor name '%s' is not valid UTF-8", SAVE, path,
+                          printable(name, true, pbuf, sizeof pbuf));
     offset += nbytes;
   }
-  if (st == MILE_OK && !(*out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER))) st = mile_set_error(MILE_ERR_NOMEM, "%s: %s: out of memory", SAVE, path);
+  if (st == MILE_OK && !(*out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER)))
+    st = mile_set_error(MILE_ERR_NOMEM, "%s: %s: out of memory", SAVE, path);
   json_decref(meta);
   json_decref(root);
   return st;
@@ -651,11 +692,11 @@ mile_status mile_safetensors_save(const char *path, int32_t count, const char *c
                                   mile_tensor *const *tensors, int32_t n_metadata, const char *const *metadata_keys,
                                   const char *const *metadata_values) {
   if (!path || !*path) return mile_set_error(MILE_ERR_ARGUMENT, "%s: path is %s", SAVE, path ? "empty" : "NULL");
-  if (count < 0 || n_metadata < 0) return mile_set_error(MILE_ERR_ARGUMENT, "%s: negative count", SAVE);
+  if (count < 0 || n_metadata < 0) return mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: negative count", SAVE, path);
   if (count > 0 && (!names || !tensors))
-    return mile_set_error(MILE_ERR_ARGUMENT, "%s: names or tensors is NULL", SAVE);
+    return mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: names or tensors is NULL", SAVE, path);
   if (n_metadata > 0 && (!metadata_keys || !metadata_values))
-    return mile_set_error(MILE_ERR_ARGUMENT, "%s: metadata keys or values is NULL", SAVE);
+    return mile_set_error(MILE_ERR_ARGUMENT, "%s: %s: metadata keys or values is NULL", SAVE, path);
 
   char *header;
   MILE_TRY(build_header(path, count, names, tensors, n_metadata, metadata_keys, metadata_values, &header));
@@ -670,7 +711,7 @@ mile_status mile_safetensors_save(const char *path, int32_t count, const char *c
   char *tmp = malloc(tmp_size);
   if (!tmp) {
     free(header);
-    return mile_err_nomem(SAVE);
+    return mile_set_error(MILE_ERR_NOMEM, "%s: %s: out of memory", SAVE, path);
   }
   char ebuf[128];
   int fd = -1;

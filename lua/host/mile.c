@@ -8,7 +8,7 @@
  * during start-up is reported instead of aborting; every chunk runs through
  * host_docall(); failures travel back up as statuses and main() turns them into the
  * exit status. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath, strndup, readlink */
 
 #include <dirent.h>
 #include <signal.h>
@@ -131,20 +131,30 @@ static int is_file(const char *path) {
 
 /* The program runs from the build tree when its own directory holds CMakeCache.txt:
  * CMake writes `mile` into the top of the build directory, and an installed bin/
- * never holds that file. Without /proc, fall back to whichever tree exists.
- * MILE_SCRIPTS_DIR names another scripts directory (commands of one's own). */
+ * never holds that file. Without /proc, fall back to whichever tree exists. An
+ * installation moved from its prefix is found next to the program
+ * (<bin>/../share/mile/lua). MILE_SCRIPTS_DIR names another scripts directory. */
 static void find_dirs(void) {
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   const char *build_lua = MILE_LUA_DIR_BUILD, *install_lua = MILE_LUA_DIR_INSTALL;
-  const char *slash, *env_scripts = getenv("MILE_SCRIPTS_DIR");
+  const char *env_scripts = getenv("MILE_SCRIPTS_DIR");
+  char *slash;
   if (n > 0) {
-    char *last;
     exe[n] = '\0';
-    last = strrchr(exe, '/');
-    if (last != NULL && (size_t)(last - exe) + sizeof "/CMakeCache.txt" <= sizeof exe) {
-      strcpy(last, "/CMakeCache.txt");
+    slash = strrchr(exe, '/');
+    if (slash != NULL && (size_t)(slash - exe) + sizeof "/../share/mile/lua" <= sizeof exe) {
+      strcpy(slash, "/CMakeCache.txt");
       from_build_tree = is_file(exe) && is_dir(build_lua);
+      strcpy(slash, "/../share/mile/lua");
+      if (!from_build_tree && !is_dir(install_lua) && is_dir(exe)) { /* relocated */
+        char *real = realpath(exe, NULL);
+        if (real != NULL) {
+          snprintf(exe, sizeof exe, "%s", real);
+          free(real);
+        }
+        install_lua = exe;
+      }
     }
   } else {
     from_build_tree = !is_dir(install_lua) && is_dir(build_lua);
@@ -155,9 +165,9 @@ static void find_dirs(void) {
   } else {
     /* installed: <datadir>/mile/lua and its sibling <datadir>/mile/scripts */
     snprintf(lua_dir, sizeof lua_dir, "%s", install_lua);
-    slash = strrchr(install_lua, '/');
+    slash = strrchr(lua_dir, '/');
     snprintf(scripts_dir, sizeof scripts_dir, "%.*s/scripts",
-             slash != NULL ? (int)(slash - install_lua) : 0, install_lua);
+             slash != NULL ? (int)(slash - lua_dir) : 0, lua_dir);
   }
   if (env_scripts != NULL && env_scripts[0] != '\0')
     snprintf(scripts_dir, sizeof scripts_dir, "%s", env_scripts);

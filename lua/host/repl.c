@@ -63,12 +63,12 @@ static void catch_signal(int sig, void (*handler)(int), struct sigaction *old) {
   sigaction(sig, &sa, old);
 }
 
-static char *rl_line;
-static int rl_line_done;
+static char *entered_line;
+static int line_entered;
 
 static void on_readline_line(char *line) {
-  rl_line = line;
-  rl_line_done = 1;
+  entered_line = line;
+  line_entered = 1;
   rl_callback_handler_remove(); /* back to the terminal's normal mode while Lua runs */
 }
 
@@ -76,10 +76,10 @@ static void on_readline_line(char *line) {
  * for input, so the entry can be discarded instead of killing the process. */
 static int read_line_readline(const char *prompt, char **line, size_t *len) {
   int fd = fileno(rl_instream != NULL ? rl_instream : stdin);
-  rl_line = NULL;
-  rl_line_done = 0;
+  entered_line = NULL;
+  line_entered = 0;
   rl_callback_handler_install(prompt, on_readline_line);
-  while (!rl_line_done) {
+  while (!line_entered) {
     fd_set fds;
     if (got_sigwinch) {
       got_sigwinch = 0;
@@ -103,10 +103,10 @@ static int read_line_readline(const char *prompt, char **line, size_t *len) {
     }
     rl_callback_read_char();
   }
-  if (rl_line == NULL)
+  if (entered_line == NULL)
     return READ_EOF;
-  *line = rl_line;
-  *len = strlen(rl_line);
+  *line = entered_line;
+  *len = strlen(entered_line);
   return READ_LINE;
 }
 
@@ -708,7 +708,7 @@ static void load_mile_global(lua_State *L) {
   lua_pop(L, 2);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "mile");
-  status = host_docall(L, 1, 1);
+  status = lua_pcall(L, 1, 1, 0); /* no traceback: the message says enough */
   if (status == LUA_OK) {
     lua_setglobal(L, "mile");
   } else {

@@ -212,18 +212,26 @@ function Module:num_parameters()
   return n
 end
 
---- modules() -> self and every descendant, depth first.
-function Module:modules(out)
+-- self and every descendant, depth first
+local function all_modules(self, out)
   out = out or {}
   out[#out + 1] = self
-  for _, c in ipairs(self:named_children()) do c[2]:modules(out) end
+  for _, c in ipairs(self:named_children()) do all_modules(c[2], out) end
   return out
+end
+
+--- apply(fn): call fn(m) on every descendant, children first, then on self
+--- (PyTorch's order); returns self. Handy for custom initialisation.
+function Module:apply(fn)
+  for _, c in ipairs(self:named_children()) do c[2]:apply(fn) end
+  fn(self)
+  return self
 end
 
 --- train([mode = true]) / eval(): set .training on this module and its descendants.
 function Module:train(mode)
   mode = mode ~= false
-  for _, m in ipairs(self:modules()) do rawset(m, "training", mode) end
+  for _, m in ipairs(all_modules(self)) do rawset(m, "training", mode) end
   return self
 end
 function Module:eval() return self:train(false) end
@@ -287,7 +295,7 @@ function Module:load_state_dict(sd, strict)
     local src = sd[e[1]]
     if src ~= nil then e[2]:copy_(src) end
   end
-  for _, m in ipairs(self:modules()) do
+  for _, m in ipairs(all_modules(self)) do
     if m._state_loaded then m:_state_loaded() end
   end
   return missing, unexpected
@@ -329,14 +337,14 @@ end
 
 local function check_size(fname, what, v)
   if math.type(v) ~= "integer" or v < 1 then
-    error(("%s: %s must be a positive integer, got %s"):format(fname, what, tostring(v)), 3)
+    error(("%s: %s must be a positive integer, got %s"):format(fname, what, tostring(v)), 4)
   end
 end
 
 local function check_dtype(fname, dtype)
   dtype = dtype or "float32"
   if dtype ~= "float32" and dtype ~= "float64" then
-    error(("%s: dtype %q (float32 or float64)"):format(fname, tostring(dtype)), 3)
+    error(("%s: dtype %q (float32 or float64)"):format(fname, tostring(dtype)), 4)
   end
   return dtype
 end
@@ -630,9 +638,6 @@ function DiagGaussian:log_prob(a)
   a = as_tensor(a, self.mean:dtype())
   local z = (a - self.mean) / self:std()
   local lp = (z * z) * -0.5 - self.log_std
-  if lp:dim() > a:dim() then
-    error("DiagGaussian.log_prob: actions have fewer dims than the distribution", 2)
-  end
   return lp:sum(-1) - 0.5 * LOG_2PI * self:action_dim()
 end
 

@@ -20,6 +20,8 @@ void lmile_preload(lua_State *L) {
       {"mile.sys", luaopen_mile_sys},
       {"mile.envs.core", luaopen_mile_envs_core},
       {"mile.io.core", luaopen_mile_io_core},
+      {"mile.data.core", luaopen_mile_data_core},
+      {"mile.intervention.core", luaopen_mile_intervention_core},
       {NULL, NULL},
   };
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);

@@ -60,7 +60,9 @@ typedef struct named {
   const void *value; /* the tensor or the string it maps to (alive as long) */
 } named;
 
-static int named_cmp(const void *a, const void *b) { return strcmp(((const named *)a)->name, ((const named *)b)->name); }
+static int named_cmp(const void *a, const void *b) {
+  return strcmp(((const named *)a)->name, ((const named *)b)->name);
+}
 
 /* Count the entries of the table at idx; raise unless every key is a string without
  * zero bytes (and, for metadata, every value a string). */
@@ -101,11 +103,19 @@ static void sorted_entries(lua_State *L, int idx, named *entries, lua_Integer n,
 
 /* ---- safetensors ---------------------------------------------------------------- */
 
+/* The path argument: a string without zero bytes (a C path would stop at one). */
+static const char *check_path(lua_State *L, int idx) {
+  size_t len;
+  const char *path = luaL_checklstring(L, idx, &len);
+  if (strlen(path) != len) luaL_argerror(L, idx, "path contains a zero byte");
+  return path;
+}
+
 /* save(path, tensors {name = tensor}, [metadata {key = string}]) -> true | nil, msg
  * Tensors are written sorted by name and metadata sorted by key, so the same
  * tables give the same bytes. Misuse raises; I/O failures return nil, msg. */
 static int io_save(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_path(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   if (lua_isnoneornil(L, 3)) {
     lua_settop(L, 2);
@@ -151,7 +161,7 @@ static int io_save(lua_State *L) {
  *             | nil, msg  when the file cannot be opened or read.
  * A malformed file raises. */
 static int io_load(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = check_path(L, 1);
   st_box *box = lua_newuserdatauv(L, sizeof *box, 0); /* stack: path, box */
   box->st = NULL;
   luaL_setmetatable(L, LIO_SAFETENSORS_MT);

@@ -36,11 +36,13 @@ void lmile_preload(lua_State *L);
 
 /* luaopen functions of the C modules. */
 int luaopen_mile_tensor(lua_State *L);
+int luaopen_mile_intervention_core(lua_State *L);
 int luaopen_mile_autograd_core(lua_State *L);
 int luaopen_mile_optim_core(lua_State *L);
 int luaopen_mile_sys(lua_State *L);
 int luaopen_mile_envs_core(lua_State *L);
 int luaopen_mile_io_core(lua_State *L);
+int luaopen_mile_data_core(lua_State *L);
 
 /* 1-based dim argument at idx (negative counts from the end) -> 0-based C dim. */
 int32_t lmile_check_dim(lua_State *L, int idx, const mile_tensor *t);

@@ -1004,7 +1004,11 @@ int luaopen_mile_tensor(lua_State *L) {
     lua_settable(L, -5);
   }
   lua_pop(L, 1);
-  if (luaL_newmetatable(L, LMILE_TENSOR_MT)) luaL_setfuncs(L, tensor_meta, 0);
+  if (luaL_newmetatable(L, LMILE_TENSOR_MT)) {
+    luaL_setfuncs(L, tensor_meta, 0);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &methods_index);
+    lua_setfield(L, -2, "__methods"); /* for completion and help in the REPL */
+  }
   lua_setfield(L, -2, "metatable");
   if (luaL_newmetatable(L, LMILE_RNG_MT)) {
     luaL_newlib(L, rng_methods);

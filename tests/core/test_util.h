@@ -7,6 +7,7 @@
 #define MILE_TEST_UTIL_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -7,7 +7,9 @@
 #include "mile/ops.h"
 #include "mile/rng.h"
 #include "mile/autograd.h"
+#include "mile/intervention.h"
 #include "mile/optim.h"
 #include "mile/io.h"
+#include "mile/data.h"
 
 #endif

@@ -1,0 +1,273 @@
+/* intervention_discrete.c - the discrete probit intervention model as one fused
+ * autograd node: forward in log space, analytic backward into both logit tensors
+ * (and into cost and scale when they are tensors that require grad).
+ *
+ * Forward, per row (A actions, everything in double):
+ *   lp_a    = lh_a - logsumexp(lh)                 ln pi_h(a)          (log-softmax)
+ *   pm_a    = softmax(lm)_a                        pihat(a)
+ *   Delta_a = lh_a - sum_b pm_b lh_b               (= lp_a - sum_b pm_b lp_b: the
+ *                                                   normaliser cancels, so Delta
+ *                                                   never goes through ln 0)
+ *   x_a     = (Delta_a - c) / sigma
+ *   lq_a    = ln Phi(x_a),  lqc_a = ln Phi(-x_a)   (one erfc, asymptotic tails)
+ *   ln p    = logsumexp_a(lp_a + lq_a)
+ *   ln(1-p) = logsumexp_a(lp_a + lqc_a)            (never 1 - p from a rounded p)
+ *   q_a     = exp(lq_a)
+ *
+ * Backward. Write h(x) = phi(x)/Phi(x) (d ln Phi/dx) and let the incoming gradient
+ * of the packed output be gLP_a, gD_a, gLQ_a, gQ_a, gP, gN (for ln pi_h, Delta,
+ * ln q, q, ln p, ln(1-p)). With the posterior weights
+ *   w_a = exp(lp_a + lq_a - ln p)       = pi_h(a) q(a) / p          (d ln p / d lp_a)
+ *   v_a = exp(lp_a + lqc_a - ln(1-p))   = pi_h(a)(1-q(a)) / (1-p)   (d ln(1-p) / d lp_a)
+ * the gradient reaching lp_a directly and through x_a is
+ *   G_lp_a = gLP_a + gP w_a + gN v_a
+ *   G_x_a  = (gP w_a + gLQ_a) h(x_a) - gN v_a h(-x_a) + gQ_a phi(x_a)
+ *   G_D_a  = gD_a + G_x_a / sigma                   (dx/dDelta = 1/sigma)
+ *   G_c   += -sum_a G_x_a / sigma,   G_sigma += -sum_a G_x_a x_a / sigma
+ * Delta_b = lh_b - sum_a pm_a lh_a gives dDelta_b/dlh_a = [a=b] - pm_a and
+ * dDelta_b/dlm_a = -pm_a (lh_a - sum pm lh) = -pm_a Delta_a, so with S = sum_b G_D_b
+ *   G_lm_a = -S pm_a Delta_a
+ *   G_lh_a = G_D_a - pm_a S + G_lp_a - pi_h(a) sum_b G_lp_b   (log-softmax backward)
+ * Every factor is finite for finite input: w, v, pm, pi_h lie in [0, 1], h(x) grows
+ * like |x| and phi(x) is at most 0.4. */
+#include <string.h>
+
+#include "iv_internal.h"
+
+static const char *const FNAME = "probit_discrete";
+
+/* ---- shared helpers of the intervention kernels ------------------------------ */
+
+mile_status iv_param_read(const char *fname, const char *what, mile_tensor *t, int64_t batch, mile_dtype dtype,
+                          bool positive, iv_param *p) {
+  p->buf = NULL, p->stride = 0;
+  char s[96];
+  if (!t) return mile_set_error(MILE_ERR_ARGUMENT, "%s: %s is missing", fname, what);
+  if (t->dtype != (int32_t)dtype)
+    return mile_set_error(MILE_ERR_DTYPE, "%s: %s is %s, expected %s like the other inputs", fname, what,
+                          mile_dtype_name((mile_dtype)t->dtype), mile_dtype_name(dtype));
+  int64_t n = mile_numel(t);
+  if (!(n == 1 || (t->ndim == 1 && t->shape[0] == batch)))
+    return mile_set_error(MILE_ERR_SHAPE, "%s: %s has shape %s, expected one value or {%lld} (one per sample)", fname,
+                          what, mile_shape_str(t, s, sizeof s), (long long)batch);
+  p->buf = malloc((size_t)n * sizeof *p->buf);
+  if (!p->buf) return mile_err_nomem(fname);
+  mile_status st = mile_to_doubles(t, p->buf);
+  for (int64_t i = 0; st == MILE_OK && i < n; i++) {
+    double v = p->buf[i];
+    if (!isfinite(v) || (positive && !(v > 0)))
+      st = mile_set_error(MILE_ERR_ARGUMENT, "%s: %s must be %s, got %g%s", fname, what,
+                          positive ? "positive and finite" : "finite", v, n > 1 ? " in a sample" : "");
+  }
+  if (st != MILE_OK) iv_param_free(p);
+  p->stride = n == 1 ? 0 : 1;
+  return st;
+}
+
+void iv_param_free(iv_param *p) {
+  free(p->buf);
+  p->buf = NULL;
+}
+
+mile_status iv_param_grad(mile_tensor **out, const mile_tensor *t, const double *g, int64_t batch) {
+  if (mile_numel(t) == 1) {
+    double sum = 0;
+    for (int64_t b = 0; b < batch; b++) sum += g[b];
+    return mile_full(out, (mile_dtype)t->dtype, t->ndim, t->shape, sum);
+  }
+  return mile_from_data(out, (mile_dtype)t->dtype, 1, &batch, g, MILE_FLOAT64);
+}
+
+mile_status iv_check_matrix(const char *fname, const char *what, const mile_tensor *t) {
+  char s[96];
+  if (!t) return mile_set_error(MILE_ERR_ARGUMENT, "%s: %s is missing", fname, what);
+  if (t->ndim != 2 || t->shape[1] < 1)
+    return mile_set_error(MILE_ERR_SHAPE, "%s: %s has shape %s, expected {B, n} with n >= 1", fname, what,
+                          mile_shape_str(t, s, sizeof s));
+  return MILE_OK;
+}
+
+mile_status iv_check_like(const char *fname, const char *what, const mile_tensor *t, const char *like_what,
+                          const mile_tensor *like) {
+  char s1[96], s2[96];
+  if (!t) return mile_set_error(MILE_ERR_ARGUMENT, "%s: %s is missing", fname, what);
+  if (t->dtype != like->dtype)
+    return mile_set_error(MILE_ERR_DTYPE, "%s: %s is %s but %s is %s", fname, what,
+                          mile_dtype_name((mile_dtype)t->dtype), like_what, mile_dtype_name((mile_dtype)like->dtype));
+  if (!mile_same_shape(t, like))
+    return mile_set_error(MILE_ERR_SHAPE, "%s: %s has shape %s, expected %s like %s", fname, what,
+                          mile_shape_str(t, s1, sizeof s1), mile_shape_str(like, s2, sizeof s2), like_what);
+  return MILE_OK;
+}
+
+/* ---- one row ------------------------------------------------------------------ */
+
+/* Per-row scratch: 8 arrays of A doubles. */
+typedef struct row_work {
+  double *lh, *lm, *lp, *pm, *delta, *x, *lq, *lqc;
+  double logp, log1mp;
+} row_work;
+
+static void row_init(row_work *w, double *buf, int64_t A) {
+  double **fields[8] = {&w->lh, &w->lm, &w->lp, &w->pm, &w->delta, &w->x, &w->lq, &w->lqc};
+  for (int i = 0; i < 8; i++) *fields[i] = buf + i * A;
+}
+
+/* The forward quantities of one row from w->lh, w->lm (already loaded). */
+static void row_forward(row_work *w, int64_t A, double c, double sigma) {
+  double mh = w->lh[0], mm = w->lm[0];
+  for (int64_t a = 1; a < A; a++) {
+    if (w->lh[a] > mh) mh = w->lh[a];
+    if (w->lm[a] > mm) mm = w->lm[a];
+  }
+  double sh = 0, sm = 0;
+  for (int64_t a = 0; a < A; a++) {
+    sh += exp(w->lh[a] - mh);
+    w->pm[a] = exp(w->lm[a] - mm);
+    sm += w->pm[a];
+  }
+  double lse_h = mh + log(sh), expect = 0;
+  for (int64_t a = 0; a < A; a++) {
+    w->pm[a] /= sm;
+    w->lp[a] = w->lh[a] - lse_h;
+    expect += w->pm[a] * (w->lh[a] - mh); /* shifted by mh: no cancellation of large logits */
+  }
+  double mp = -INFINITY, mn = -INFINITY;
+  for (int64_t a = 0; a < A; a++) {
+    w->delta[a] = (w->lh[a] - mh) - expect;
+    w->x[a] = (w->delta[a] - c) / sigma;
+    iv_log_ndtr_pair(w->x[a], &w->lq[a], &w->lqc[a]);
+    double tp = w->lp[a] + w->lq[a], tn = w->lp[a] + w->lqc[a];
+    if (tp > mp) mp = tp;
+    if (tn > mn) mn = tn;
+  }
+  double sp = 0, sn = 0;
+  for (int64_t a = 0; a < A; a++) {
+    sp += exp(w->lp[a] + w->lq[a] - mp);
+    sn += exp(w->lp[a] + w->lqc[a] - mn);
+  }
+  w->logp = mp + log(sp);
+  w->log1mp = mn + log(sn);
+  if (w->logp > 0) w->logp = 0; /* rounding: p <= 1 */
+  if (w->log1mp > 0) w->log1mp = 0;
+}
+
+/* ---- backward ------------------------------------------------------------------ */
+
+static mile_status discrete_backward(mile_node *node, mile_tensor *g, mile_tensor **grads) {
+  mile_tensor *lh_t, *lm_t, *cost_t, *scale_t;
+  MILE_TRY(mile_node_saved(node, 0, &lh_t));
+  MILE_TRY(mile_node_saved(node, 1, &lm_t));
+  MILE_TRY(mile_node_saved(node, 2, &cost_t));
+  MILE_TRY(mile_node_saved(node, 3, &scale_t));
+  int64_t B = lh_t->shape[0], A = lh_t->shape[1], W = 4 * A + 2;
+  mile_dtype dtype = (mile_dtype)lh_t->dtype;
+  mile_tensor *lh = NULL, *lm = NULL, *gc = NULL;
+  iv_param cost = {0}, scale = {0};
+  double *buf = NULL, *gcs = NULL, *gss = NULL;
+  mile_status st = mile_contiguous(&lh, lh_t);
+  if (st == MILE_OK) st = mile_contiguous(&lm, lm_t);
+  if (st == MILE_OK) st = mile_contiguous(&gc, g);
+  if (st == MILE_OK) st = iv_param_read(FNAME, "cost", cost_t, B, dtype, false, &cost);
+  if (st == MILE_OK) st = iv_param_read(FNAME, "scale", scale_t, B, dtype, true, &scale);
+  if (st == MILE_OK && node->needs[0]) st = mile_empty(&grads[0], dtype, 2, lh->shape);
+  if (st == MILE_OK && node->needs[1]) st = mile_empty(&grads[1], dtype, 2, lm->shape);
+  if (st == MILE_OK) {
+    buf = malloc((size_t)(12 * A + W) * sizeof *buf);
+    gcs = calloc((size_t)B, sizeof *gcs);
+    gss = calloc((size_t)B, sizeof *gss);
+    if (!buf || !gcs || !gss) st = mile_err_nomem(FNAME);
+  }
+  if (st == MILE_OK) {
+    row_work w;
+    row_init(&w, buf, A);
+    double *glp = buf + 8 * A, *gD = buf + 9 * A, *out = buf + 10 * A, *gr = buf + 11 * A; /* gr: W values */
+    for (int64_t b = 0; b < B; b++) {
+      double c = iv_param_at(&cost, b), sigma = iv_param_at(&scale, b);
+      iv_load_row(lh, b, A, w.lh);
+      iv_load_row(lm, b, A, w.lm);
+      iv_load_row(gc, b, W, gr);
+      row_forward(&w, A, c, sigma);
+      double gP = gr[4 * A], gN = gr[4 * A + 1], S = 0, Slp = 0, Gc = 0, Gs = 0;
+      for (int64_t a = 0; a < A; a++) {
+        double x = w.x[a];
+        double wa = gP != 0 ? exp(w.lp[a] + w.lq[a] - w.logp) : 0;
+        double va = gN != 0 ? exp(w.lp[a] + w.lqc[a] - w.log1mp) : 0;
+        double gx = 0;
+        if (gP * wa + gr[2 * A + a] != 0) gx += (gP * wa + gr[2 * A + a]) * iv_hazard(x, w.lq[a]);
+        if (gN * va != 0) gx -= gN * va * iv_hazard(-x, w.lqc[a]);
+        if (gr[3 * A + a] != 0) gx += gr[3 * A + a] * exp(-0.5 * x * x) * IV_INV_SQRT_2PI;
+        glp[a] = gr[a] + gP * wa + gN * va;
+        gD[a] = gr[A + a] + gx / sigma;
+        S += gD[a];
+        Slp += glp[a];
+        Gc -= gx / sigma;
+        Gs -= gx * x / sigma;
+      }
+      gcs[b] = Gc, gss[b] = Gs;
+      if (grads[0]) {
+        for (int64_t a = 0; a < A; a++) out[a] = gD[a] - w.pm[a] * S + glp[a] - exp(w.lp[a]) * Slp;
+        iv_store_row(grads[0], b, A, out);
+      }
+      if (grads[1]) {
+        for (int64_t a = 0; a < A; a++) out[a] = -S * w.pm[a] * w.delta[a];
+        iv_store_row(grads[1], b, A, out);
+      }
+    }
+  }
+  if (st == MILE_OK && node->needs[2]) st = iv_param_grad(&grads[2], cost_t, gcs, B);
+  if (st == MILE_OK && node->needs[3]) st = iv_param_grad(&grads[3], scale_t, gss, B);
+  free(buf), free(gcs), free(gss);
+  iv_param_free(&cost), iv_param_free(&scale);
+  mile_tensor_release(lh), mile_tensor_release(lm), mile_tensor_release(gc);
+  return st;
+}
+
+/* ---- forward ------------------------------------------------------------------- */
+
+mile_status mile_probit_discrete(mile_tensor **out, mile_tensor *policy_logits, mile_tensor *mental_logits,
+                                 mile_tensor *cost_t, mile_tensor *scale_t) {
+  *out = NULL;
+  MILE_TRY(iv_check_matrix(FNAME, "policy_logits", policy_logits));
+  MILE_TRY(iv_check_like(FNAME, "mental_logits", mental_logits, "policy_logits", policy_logits));
+  int64_t B = policy_logits->shape[0], A = policy_logits->shape[1], W = 4 * A + 2;
+  mile_dtype dtype = (mile_dtype)policy_logits->dtype;
+  iv_param cost = {0}, scale = {0};
+  MILE_TRY(iv_param_read(FNAME, "cost", cost_t, B, dtype, false, &cost));
+  mile_status st = iv_param_read(FNAME, "scale", scale_t, B, dtype, true, &scale);
+  mile_tensor *lh = NULL, *lm = NULL;
+  double *buf = NULL;
+  if (st == MILE_OK) st = mile_contiguous(&lh, policy_logits);
+  if (st == MILE_OK) st = mile_contiguous(&lm, mental_logits);
+  int64_t shape[2] = {B, W};
+  if (st == MILE_OK) st = mile_empty(out, dtype, 2, shape);
+  if (st == MILE_OK && !(buf = malloc((size_t)(8 * A + W) * sizeof *buf))) st = mile_err_nomem(FNAME);
+  if (st == MILE_OK) {
+    row_work w;
+    row_init(&w, buf, A);
+    double *row = buf + 8 * A;
+    for (int64_t b = 0; b < B; b++) {
+      iv_load_row(lh, b, A, w.lh);
+      iv_load_row(lm, b, A, w.lm);
+      row_forward(&w, A, iv_param_at(&cost, b), iv_param_at(&scale, b));
+      for (int64_t a = 0; a < A; a++) {
+        row[a] = w.lp[a];
+        row[A + a] = w.delta[a];
+        row[2 * A + a] = w.lq[a];
+        row[3 * A + a] = exp(w.lq[a]);
+      }
+      row[4 * A] = w.logp, row[4 * A + 1] = w.log1mp;
+      iv_store_row(*out, b, W, row);
+    }
+  }
+  free(buf);
+  iv_param_free(&cost), iv_param_free(&scale);
+  mile_tensor_release(lh), mile_tensor_release(lm);
+  mile_node *node = NULL;
+  mile_tensor *inputs[4] = {policy_logits, mental_logits, cost_t, scale_t};
+  if (st == MILE_OK) st = mile_record(*out, FNAME, discrete_backward, 4, inputs, &node);
+  if (node)
+    for (int i = 0; i < 4; i++) mile_node_save(node, inputs[i]);
+  if (st != MILE_OK) mile_tensor_release(*out), *out = NULL;
+  return st;
+}

@@ -1,0 +1,91 @@
+/* iv_internal.h - what the intervention-model kernels (intervention_*.c) share:
+ * reading cost and scale, a log Phi pair from one erfc, typed row access. */
+#ifndef MILE_IV_INTERNAL_H
+#define MILE_IV_INTERNAL_H
+
+#include <math.h>
+
+#include "internal.h"
+#include "mile/intervention.h"
+
+#define IV_LN_SQRT_2PI 0.91893853320467274178
+#define IV_INV_SQRT_2PI 0.39894228040143267794
+#define IV_SQRT1_2 0.70710678118654752440
+
+/* A per-sample parameter (cost or scale): one value shared by the batch (stride 0)
+ * or one per sample, as doubles owned by `buf`. */
+typedef struct iv_param {
+  double *buf;
+  int64_t stride;
+} iv_param;
+
+/* Read `t` (one element, or shape [B]) into p; `what` names it in messages.
+ * positive: the values must be > 0. Every value must be finite. */
+mile_status iv_param_read(const char *fname, const char *what, mile_tensor *t, int64_t batch, mile_dtype dtype,
+                          bool positive, iv_param *p);
+void iv_param_free(iv_param *p);
+static inline double iv_param_at(const iv_param *p, int64_t b) { return p->buf[b * p->stride]; }
+
+/* The gradient tensor of a parameter from per-sample values g[B]: shape [B] for a
+ * per-sample parameter, or t's own shape holding the sum for a shared one. */
+mile_status iv_param_grad(mile_tensor **out, const mile_tensor *t, const double *g, int64_t batch);
+
+/* Check that t is 2-d [rows, cols] (cols >= 1) of dtype; `what` names it. */
+mile_status iv_check_matrix(const char *fname, const char *what, const mile_tensor *t);
+/* Check that t has the same shape and dtype as `like` (named like_what). */
+mile_status iv_check_like(const char *fname, const char *what, const mile_tensor *t, const char *like_what,
+                          const mile_tensor *like);
+
+/* ln Phi(x) and ln Phi(-x) together, from one erfc; accurate in both tails
+ * (the far left tail by the asymptotic series of normal.c). */
+static inline void iv_log_ndtr_pair(double x, double *lpos, double *lneg) {
+  double ax = fabs(x), lsmall, lbig;
+  if (ax < 20.0) {
+    double e = 0.5 * erfc(ax * IV_SQRT1_2); /* Phi(-|x|) */
+    lsmall = log(e);
+    lbig = log1p(-e);
+  } else {
+    lsmall = mile_log_normal_cdf_d(-ax);
+    lbig = -exp(lsmall); /* ln(1 - e) = -e to double precision */
+  }
+  if (x >= 0) *lpos = lbig, *lneg = lsmall;
+  else *lpos = lsmall, *lneg = lbig;
+}
+
+/* phi(x) / Phi(x), given ln Phi(x) (stable for very negative x). */
+static inline double iv_hazard(double x, double log_cdf) {
+  if (x > -20.0) return exp(-0.5 * x * x - IV_LN_SQRT_2PI - log_cdf);
+  return mile_normal_hazard_d(x);
+}
+
+/* Row b of a contiguous [rows, n] tensor, converted to double. */
+static inline void iv_load_row(const mile_tensor *t, int64_t b, int64_t n, double *dst) {
+  if (t->dtype == MILE_FLOAT64) {
+    const double *src = (const double *)mile_data(t) + b * n;
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i];
+  } else {
+    const float *src = (const float *)mile_data(t) + b * n;
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i];
+  }
+}
+static inline void iv_store_row(mile_tensor *t, int64_t b, int64_t n, const double *src) {
+  if (t->dtype == MILE_FLOAT64) {
+    double *dst = (double *)mile_data(t) + b * n;
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i];
+  } else {
+    float *dst = (float *)mile_data(t) + b * n;
+    for (int64_t i = 0; i < n; i++) dst[i] = (float)src[i];
+  }
+}
+
+/* ln(e^a + e^b) for a, b possibly -inf. */
+static inline double iv_logaddexp(double a, double b) {
+  if (a < b) {
+    double t = a;
+    a = b, b = t;
+  }
+  if (b == -INFINITY) return a;
+  return a + log1p(exp(b - a));
+}
+
+#endif
