@@ -210,7 +210,9 @@ mile_status mile_sum_to_shape(mile_tensor **out, mile_tensor *g, int32_t ndim, c
 /* *acc += g, out of place (g may be shared with the graph or the user). */
 static mile_status accumulate(mile_tensor **acc, mile_tensor *g) {
   if (!*acc) {
-    if (g->refcount == 1 && mile_is_contiguous(g) && !g->grad_fn) {
+    /* keep g itself only when nothing else can see its storage (a view of a tensor
+     * a callback still holds must not become .grad, which may be changed in place) */
+    if (g->refcount == 1 && g->storage->refcount == 1 && mile_is_contiguous(g) && !g->grad_fn) {
       *acc = mile_tensor_retain(g);
       return MILE_OK;
     }

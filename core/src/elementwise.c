@@ -317,7 +317,8 @@ DEF_WHERE(float, f32)
 DEF_WHERE(double, f64)
 
 static mile_status where_backward(mile_node *node, mile_tensor *g, mile_tensor **grads) {
-  mile_tensor *cond = node->inputs[0];
+  mile_tensor *cond;
+  MILE_TRY(mile_node_saved(node, 0, &cond)); /* fails when cond was changed in place */
   for (int side = 0; side < 2; side++) {
     if (!node->needs[side + 1]) continue;
     MILE_TRY(mile_empty(&grads[side + 1], (mile_dtype)g->dtype, g->ndim, g->shape));
@@ -340,5 +341,7 @@ mile_status mile_where(mile_tensor **out, mile_tensor *cond, mile_tensor *a, mil
   mile_loop_run(4, ops, nd, shape, a->dtype == MILE_FLOAT64 ? where_f64 : where_f32, NULL);
   mile_tensor *inputs[3] = {cond, a, b};
   mile_node *node;
-  return record_or_drop(out, "where", where_backward, 3, inputs, &node);
+  MILE_TRY(record_or_drop(out, "where", where_backward, 3, inputs, &node));
+  if (node) mile_node_save(node, cond); /* backward reads it: keep its version */
+  return MILE_OK;
 }

@@ -279,7 +279,7 @@ static mile_status softmax_any(mile_tensor **out, mile_tensor *a, int32_t dim, b
   mile_tensor *c;
   MILE_TRY(mile_contiguous(&c, a));
   mile_status st = mile_empty(out, (mile_dtype)a->dtype, a->ndim, a->shape);
-  if (st == MILE_OK) {
+  if (st == MILE_OK && mile_numel(a) > 0) { /* an empty dim has no row[0] to read */
     layout l = layout_of(a, dim);
     if (a->dtype == MILE_FLOAT64) softmax_f64(mile_data(c), mile_data(*out), l, log_space);
     else softmax_f32(mile_data(c), mile_data(*out), l, log_space);

@@ -745,6 +745,7 @@ mile_status mile_safetensors_save(const char *path, int32_t count, const char *c
   sink_write(&s, spaces, pad);
   mile_status st = MILE_OK;
   for (int32_t i = 0; i < count && !s.err && st == MILE_OK; i++) st = write_tensor(&s, tensors[i]);
+  errno = 0;
   if (!s.err && fflush(f) != 0) s.err = errno ? errno : EIO, s.step = "write";
   if (!s.err && fsync(fileno(f)) != 0) s.err = errno, s.step = "fsync";
   if (fclose(f) != 0 && !s.err) s.err = errno, s.step = "close";

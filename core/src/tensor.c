@@ -122,6 +122,8 @@ mile_status mile_arange(mile_tensor **out, mile_dtype dtype, double start, doubl
   if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step))
     return mile_set_error(MILE_ERR_ARGUMENT, "arange: start, stop and step must be finite, step non-zero");
   double count = ceil((stop - start) / step);
+  if (count > (double)(INT64_MAX / 8)) /* also keeps the conversion below defined */
+    return mile_set_error(MILE_ERR_ARGUMENT, "arange: %g elements are too many", count);
   int64_t n = count > 0 ? (int64_t)count : 0;
   MILE_TRY(mile_empty(out, dtype, 1, &n));
   for (int64_t i = 0; i < n; i++) {

@@ -157,7 +157,8 @@ function M.load(path)
     if f == nil then
       missing[#missing + 1] = name
     elseif shape_str(f) ~= shape_str(t) then
-      problems[#problems + 1] = ("%s has shape %s in the file, %s in the module"):format(name, shape_str(f), shape_str(t))
+      problems[#problems + 1] = ("%s has shape %s in the file, %s in the module"):format(
+        name, shape_str(f), shape_str(t))
     elseif f:dtype() ~= t:dtype() then
       problems[#problems + 1] = ("%s is %s in the file, %s in the module"):format(name, f:dtype(), t:dtype())
     end

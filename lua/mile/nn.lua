@@ -788,4 +788,9 @@ function RunningNorm:extra_repr()
   return ("dim=%d%s"):format(self.dim, self.clip and (", clip=" .. tostring(self.clip)) or "")
 end
 
+-- nn.save(path, module [, metadata]) / nn.load(path) -> module, metadata: checkpoints
+-- as safetensors files with the spec in the metadata (lua/mile/checkpoint.lua, docs/io.md)
+M.save = require("mile.checkpoint").save
+M.load = require("mile.checkpoint").load
+
 return M

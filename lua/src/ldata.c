@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -317,8 +318,11 @@ static int64_t check_rows(lua_State *L, int idx, int64_t nrows, int64_t **out, c
       v = lua_tonumber(L, -1);
       lua_pop(L, 1);
     }
-    if (!(v >= 1 && v <= (double)nrows) || v != floor(v))
-      data_raise(L, "%s: row index %f out of range 1..%d", fname, v, (int)nrows);
+    if (!(v >= 1 && v <= (double)nrows) || v != floor(v)) {
+      char shown[32];
+      snprintf(shown, sizeof shown, "%.17g", v);
+      data_raise(L, "%s: row index %s out of range 1..%d (indices are 1-based integers)", fname, shown, (int)nrows);
+    }
     rows[i] = (int64_t)v - 1;
   }
   *out = rows;

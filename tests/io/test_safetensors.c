@@ -565,7 +565,8 @@ static void test_fuzz_byte_flips(void **state) {
         copy[at] ^= (unsigned char)(1u << (next_random() % 8));
       } else if (mode == 2) { /* a digit or dtype letter into another */
         size_t at = spots[next_random() % n_spots];
-        copy[at] = (copy[at] >= 'A') ? (unsigned char)('A' + next_random() % 26) : (unsigned char)('0' + next_random() % 10);
+        copy[at] = copy[at] >= 'A' ? (unsigned char)('A' + next_random() % 26)
+                                   : (unsigned char)('0' + next_random() % 10);
       } else { /* the length field */
         copy[next_random() % 8] ^= (unsigned char)(1u << (next_random() % 8));
       }
@@ -588,7 +589,8 @@ static void test_fuzz_byte_flips(void **state) {
     } else {
       rejected++;
       assert_null(st);
-      if (status != MILE_ERR_FORMAT) fail_msg("iteration %d: %s: %s", iter, mile_status_name(status), mile_last_error());
+      if (status != MILE_ERR_FORMAT)
+        fail_msg("iteration %d: %s: %s", iter, mile_status_name(status), mile_last_error());
       assert_non_null(strstr(mile_last_error(), "fuzz"));
     }
   }
@@ -646,7 +648,8 @@ static void save_one(const char *path, mile_tensor *t, mile_status want) {
   const char *names[1] = {"t"};
   mile_status status = mile_safetensors_save(path, 1, names, &t, 0, NULL, NULL);
   if (status != want)
-    fail_msg("save %s: %s (%s), expected %s", path, mile_status_name(status), mile_last_error(), mile_status_name(want));
+    fail_msg("save %s: %s (%s), expected %s", path, mile_status_name(status), mile_last_error(),
+             mile_status_name(want));
 }
 
 static void test_atomic_write_failures(void **state) {

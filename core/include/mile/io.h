@@ -45,7 +45,8 @@ typedef struct mile_safetensors mile_safetensors;
  * The file is written to a temporary file in the same directory
  * ("<path>.tmp-<pid>-<n>"), flushed, fsync'ed and renamed over `path`; on any
  * failure the temporary file is removed and an existing file at `path` is left as
- * it was.
+ * it was. The new file has the default mode (0666 less the umask); a symbolic link
+ * at `path` is replaced, not followed.
  *
  * Returns MILE_OK; MILE_ERR_ARGUMENT for a NULL path or array, a bad name or key,
  * a NULL tensor, a negative count; MILE_ERR_IO when the file cannot be created,
