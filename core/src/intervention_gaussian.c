@@ -288,26 +288,52 @@ static void log_gamma_pq(const iv_rule *r, double x, double *lp, double *lq) {
 
 typedef struct side_value { double l, dt, ds; } side_value; /* ln S, d ln S/d t0, d ln S/d sigma */
 
-/* (L): S = E[Phi(side (t0 - T)/sigma)] with Laguerre nodes tilted by lambda. */
+/* Terms further than this below the largest are dropped (e^-46 < 1e-20). */
+#define IV_NEGLIGIBLE 46.0
+
+/* (L): S = E[Phi(side (t0 - T)/sigma)] with Laguerre nodes tilted by lambda.
+ * Nodes are visited in the order in which Phi(y) falls (y decreasing), and the walk
+ * stops once even the largest remaining weight times the current Phi is negligible:
+ * in a tail only a few nodes matter, and skipping the rest also keeps exp() away from
+ * its slow underflow path. */
 static side_value laguerre_side(const iv_rule *r, double t0, double sigma, double lambda, int side) {
-  double a[IV_MAX_NODES], y[IV_MAX_NODES], lc[IV_MAX_NODES];
+  double a[IV_MAX_NODES], y[IV_MAX_NODES], lw[IV_MAX_NODES], wmax[IV_MAX_NODES + 1];
   double lk = r->k * log(lambda), inv = 1.0 / lambda, tilt = 1.0 - inv;
   int n = r->nl;
-  for (int i = 0; i < n; i++) {
-    y[i] = side * (t0 - r->u[i] * inv) / sigma;
-    lc[i] = log_ndtr(y[i]);
-    a[i] = r->lw[i] - lk + r->u[i] * tilt + lc[i];
+  /* visiting order: i = 0.. for side +1 (y = (t0 - t)/sigma falls as t grows), n-1.. for -1 */
+  for (int j = 0; j < n; j++) {
+    int i = side > 0 ? j : n - 1 - j;
+    lw[j] = r->lw[i] - lk + r->u[i] * tilt;
+    y[j] = side * (t0 - r->u[i] * inv) / sigma;
   }
-  side_value v = {log_sum_exp(n, a), 0, 0};
-  double st = 0, ss = 0;
-  for (int i = 0; i < n; i++) {
-    double ri = exp(a[i] - v.l);
-    if (ri == 0) continue;
-    double hz = ri * iv_hazard(y[i], lc[i]);
-    st += hz, ss += hz * y[i];
+  wmax[n] = -INFINITY;
+  for (int j = n - 1; j >= 0; j--) wmax[j] = lw[j] > wmax[j + 1] ? lw[j] : wmax[j + 1];
+  double top = -INFINITY;
+  int used = n;
+  for (int j = 0; j < n; j++) {
+    double lc = log_ndtr(y[j]);
+    if (lc + wmax[j] < top - IV_NEGLIGIBLE) { /* Phi only falls from here on */
+      used = j;
+      break;
+    }
+    a[j] = lw[j] + lc;
+    if (a[j] > top) top = a[j];
   }
-  v.dt = side * st / sigma;
-  v.ds = -ss / sigma;
+  double sum = 0, st = 0, ss = 0;
+  for (int j = 0; j < used; j++) {
+    double d = a[j] - top;
+    if (d < -IV_NEGLIGIBLE) continue;
+    sum += exp(d);
+    /* r_j h(y_j) = exp(lw_j - ln S) phi(y_j): no division by a small Phi */
+    double e = lw[j] - top - 0.5 * y[j] * y[j] - IV_LN_SQRT_2PI;
+    if (e < -IV_NEGLIGIBLE - 20) continue;
+    double hz = exp(e);
+    st += hz, ss += hz * y[j];
+  }
+  side_value v = {top + log(sum), 0, 0};
+  double scale = 1.0 / sum; /* the sums above are relative to e^top, S = e^top sum */
+  v.dt = side * st * scale / sigma;
+  v.ds = -ss * scale / sigma;
   return v;
 }
 

@@ -251,6 +251,31 @@ static void test_grad_binary(void **state) {
   mile_tensor_release(a);
 }
 
+/* Random broadcasting shape pairs (up to 4 dims, size-1 dims on either side) and layouts. */
+static void test_grad_broadcast_fuzz(void **state) {
+  (void)state;
+  mile_rng rng;
+  mile_rng_seed(&rng, 606);
+  const mile_binary_op ops[5] = {MILE_ADD, MILE_SUB, MILE_MUL, MILE_DIV, MILE_MAXIMUM};
+  for (int iter = 0; iter < 60; iter++) {
+    int32_t nd = 1 + (int32_t)mile_rng_below(&rng, 4);
+    int64_t full[4], sa[4], sb[4];
+    for (int32_t d = 0; d < nd; d++) full[d] = 1 + (int64_t)mile_rng_below(&rng, 3);
+    int32_t na = nd - (int32_t)mile_rng_below(&rng, 2), nb = nd - (int32_t)mile_rng_below(&rng, (uint64_t)nd + 1);
+    for (int32_t d = 0; d < na; d++) sa[d] = mile_rng_below(&rng, 3) ? full[d + nd - na] : 1;
+    for (int32_t d = 0; d < nb; d++) sb[d] = mile_rng_below(&rng, 3) ? full[d + nd - nb] : 1;
+    mile_tensor *in[2];
+    in[0] = make_input(&rng, MILE_FLOAT64, na, sa, (layout)mile_rng_below(&rng, LAYOUT_EXPANDED), -2, 2);
+    in[1] = make_input(&rng, MILE_FLOAT64, nb, sb, (layout)mile_rng_below(&rng, LAYOUT_EXPANDED), -2, 2);
+    away_from_zero(in[1], 0.5);
+    op_ctx c = {.op = ops[iter % 5]};
+    char name[64];
+    snprintf(name, sizeof name, "fuzz %s #%d", mile_binary_name(ops[iter % 5]), iter);
+    gradcheck(name, f_binary, &c, 2, in, NULL);
+    release_all(2, in);
+  }
+}
+
 static void test_grad_clamp_where(void **state) {
   (void)state;
   mile_rng rng;
@@ -666,6 +691,15 @@ static void test_inplace_on_saved_tensor(void **state) {
   EXPECT_ERR(MILE_ERR_STATE, mile_backward(s, NULL, 0));
   mile_tensor_release(s), mile_tensor_release(e);
 
+  /* where reads its condition in backward: changing it is an error too */
+  mile_tensor *cond = tensor_of(MILE_FLOAT64, 1, (int64_t[]){3}, (double[]){1, 0, 1});
+  OK(mile_where(&y, cond, a, b));
+  OK(mile_reduce(&s, MILE_SUM, y, MILE_ALL_DIMS, 0));
+  OK(mile_fill_(cond, 0));
+  EXPECT_ERR(MILE_ERR_STATE, mile_backward(s, NULL, 0));
+  mile_tensor_release(s), mile_tensor_release(y), mile_tensor_release(cond);
+  mile_zero_grad(a), mile_zero_grad(b);
+
   /* an in-place change before the op is used is fine */
   OK(mile_binary(&y, MILE_MUL, a, b));
   OK(mile_reduce(&s, MILE_SUM, y, MILE_ALL_DIMS, 0));
@@ -696,6 +730,14 @@ static user_data *new_user(double k) {
   u->k = k;
   return u;
 }
+
+/* A backward that hands out a tensor its user data keeps (user is a mile_tensor). */
+static mile_status shared_backward(void *user, mile_tensor *g, int32_t n, mile_tensor **grads) {
+  (void)g, (void)n;
+  grads[0] = mile_tensor_retain(user);
+  return MILE_OK;
+}
+static void release_user_tensor(void *user) { mile_tensor_release(user); }
 
 static mile_status scale_backward(void *user, mile_tensor *g, int32_t n, mile_tensor **grads) {
   user_data *u = user;
@@ -798,6 +840,21 @@ static void test_custom_node(void **state) {
   mile_tensor_release(y), mile_tensor_release(seed);
   assert_int_equal(freed_users, 3);
   mile_tensor_release(x);
+
+  /* a gradient the callback still shares (here {3} for a {1,3} input) is copied into
+   * .grad, never aliased: changing the callback's tensor later leaves .grad alone */
+  mile_tensor *x13 = tensor_of(MILE_FLOAT64, 2, (int64_t[]){1, 3}, (double[]){1, 2, 3}), *out = NULL;
+  mile_tensor *kept = tensor_of(MILE_FLOAT64, 1, (int64_t[]){3}, (double[]){7, 8, 9});
+  OK(mile_set_requires_grad(x13, 1));
+  OK(mile_zeros(&out, MILE_FLOAT64, 0, NULL));
+  OK(mile_attach_custom(out, 1, &x13, shared_backward, release_user_tensor, mile_tensor_retain(kept), "shared"));
+  OK(mile_backward(out, NULL, 0));
+  assert_shape(x13->grad, 2, (int64_t[]){1, 3});
+  OK(mile_fill_(kept, 0));
+  for (int64_t k = 0; k < 3; k++) assert_true(get_flat(x13->grad, k) == 7.0 + (double)k);
+  mile_tensor_release(out), mile_tensor_release(x13);
+  assert_int_equal(kept->refcount, 1);
+  mile_tensor_release(kept);
 }
 
 static void test_custom_node_errors(void **state) {
@@ -917,6 +974,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_grad_unary),
       cmocka_unit_test(test_grad_binary),
+      cmocka_unit_test(test_grad_broadcast_fuzz),
       cmocka_unit_test(test_grad_clamp_where),
       cmocka_unit_test(test_grad_reductions),
       cmocka_unit_test(test_grad_index_ops),

@@ -378,6 +378,59 @@ static void test_binary_errors(void **state) {
   mile_tensor_release(a), mile_tensor_release(b), mile_tensor_release(c);
 }
 
+static void ref_reduce(mile_reduce_op op, const mile_tensor *a, int32_t dim, double *ref, double *scale,
+                       int64_t *arg);
+
+/* Random shapes of up to 5 dims with size-1 dims for broadcasting, random permuted and
+ * narrowed layouts: stresses the loop driver's dim merging for 2 and 3 operands. */
+static mile_tensor *random_strided(mile_rng *rng, mile_dtype dt, int32_t nd, const int64_t *shape) {
+  int32_t perm[MILE_MAX_DIMS], inv[MILE_MAX_DIMS];
+  for (int32_t i = 0; i < nd; i++) perm[i] = i;
+  for (int32_t i = nd - 1; i > 0; i--) {
+    int32_t j = (int32_t)mile_rng_below(rng, (uint64_t)i + 1), x = perm[i];
+    perm[i] = perm[j], perm[j] = x;
+  }
+  for (int32_t i = 0; i < nd; i++) inv[perm[i]] = i;
+  int64_t base_shape[MILE_MAX_DIMS] = {0};
+  int32_t wide = nd ? (int32_t)mile_rng_below(rng, (uint64_t)nd) : 0;
+  for (int32_t i = 0; i < nd; i++) base_shape[i] = shape[perm[i]] + (perm[i] == wide ? 2 : 0);
+  mile_tensor *base = rand_tensor(rng, dt, nd, base_shape, -2, 2), *p = NULL, *t = NULL;
+  OK(mile_permute(&p, base, inv)); /* logical dim i is base dim inv[i] */
+  if (nd) OK(mile_narrow(&t, p, wide, 1, shape[wide]));
+  else t = mile_tensor_retain(p);
+  mile_tensor_release(p), mile_tensor_release(base);
+  return t;
+}
+
+static void test_broadcast_fuzz(void **state) {
+  (void)state;
+  mile_rng rng;
+  mile_rng_seed(&rng, 505);
+  for (int iter = 0; iter < 300; iter++) {
+    mile_dtype dt = (mile_dtype)(iter % 2);
+    int32_t nd = (int32_t)mile_rng_below(&rng, 6);
+    int64_t full[5], sa[5], sb[5];
+    for (int32_t d = 0; d < nd; d++) full[d] = 1 + (int64_t)mile_rng_below(&rng, 4);
+    int32_t na = nd - (nd ? (int32_t)mile_rng_below(&rng, 2) : 0), nb = nd - (nd ? (int32_t)mile_rng_below(&rng, 3) : 0);
+    if (nb < 0) nb = 0;
+    for (int32_t d = 0; d < na; d++) sa[d] = mile_rng_below(&rng, 3) ? full[d + nd - na] : 1;
+    for (int32_t d = 0; d < nb; d++) sb[d] = mile_rng_below(&rng, 3) ? full[d + nd - nb] : 1;
+    mile_tensor *a = random_strided(&rng, dt, na, sa), *b = random_strided(&rng, dt, nb, sb), *y = NULL;
+    OK(mile_binary(&y, MILE_SUB, a, b));
+    check_binary(MILE_SUB, a, b, y, "fuzz");
+    mile_tensor_release(y);
+    /* reductions of the strided input over each dim */
+    double ref[1024];
+    for (int32_t dim = MILE_ALL_DIMS; dim < na; dim++) {
+      OK(mile_reduce(&y, MILE_MAX, a, dim, 1));
+      ref_reduce(MILE_MAX, a, dim, ref, NULL, NULL);
+      for (int64_t k = 0; k < mile_numel(y); k++) assert_true(get_flat(y, k) == ref[k]);
+      mile_tensor_release(y);
+    }
+    mile_tensor_release(a), mile_tensor_release(b);
+  }
+}
+
 /* ---- clamp and where ------------------------------------------------------------------ */
 
 static void test_clamp(void **state) {
@@ -687,6 +740,18 @@ static void test_softmax(void **state) {
         }
       mile_tensor_release(a);
     }
+  /* empty tensors: nothing to compute, nothing read */
+  for (int lg = 0; lg < 2; lg++) {
+    mile_tensor *e = NULL, *y = NULL;
+    OK(mile_zeros(&e, MILE_FLOAT64, 2, (int64_t[]){2, 0}));
+    OK(lg ? mile_log_softmax(&y, e, 1) : mile_softmax(&y, e, 1));
+    assert_shape(y, 2, (int64_t[]){2, 0});
+    mile_tensor_release(y), mile_tensor_release(e);
+    OK(mile_zeros(&e, MILE_FLOAT32, 2, (int64_t[]){0, 3}));
+    OK(lg ? mile_log_softmax(&y, e, 0) : mile_softmax(&y, e, 0));
+    assert_shape(y, 2, (int64_t[]){0, 3});
+    mile_tensor_release(y), mile_tensor_release(e);
+  }
   /* stable for large logits */
   for (int dti = 0; dti < 2; dti++) {
     mile_tensor *a = tensor_of((mile_dtype)dti, 1, (int64_t[]){3}, (double[]){1000, 1000, -1000}), *y = NULL;
@@ -1039,6 +1104,7 @@ int main(void) {
       cmocka_unit_test(test_binary_values),
       cmocka_unit_test(test_binary_aliasing_and_scalar),
       cmocka_unit_test(test_binary_errors),
+      cmocka_unit_test(test_broadcast_fuzz),
       cmocka_unit_test(test_clamp),
       cmocka_unit_test(test_where),
       cmocka_unit_test(test_reductions),

@@ -123,6 +123,8 @@ static void test_arange(void **state) {
   assert_null(t);
   EXPECT_ERR(MILE_ERR_ARGUMENT, mile_arange(&t, MILE_FLOAT64, 0, INFINITY, 1));
   EXPECT_ERR(MILE_ERR_ARGUMENT, mile_arange(&t, MILE_FLOAT64, NAN, 1, 1));
+  EXPECT_ERR(MILE_ERR_ARGUMENT, mile_arange(&t, MILE_FLOAT64, 0, 1e300, 1)); /* too many */
+  assert_null(t);
 }
 
 static void test_from_data(void **state) {
@@ -141,6 +143,10 @@ static void test_from_data(void **state) {
     assert_true(get_flat(c, k) == (double)f[k]);
     assert_true(get_flat(e, k) == (double)f[k]);
   }
+  mile_tensor *empty = NULL;
+  OK(mile_from_data(&empty, MILE_FLOAT32, 2, (int64_t[]){0, 4}, NULL, MILE_FLOAT64)); /* nothing to read */
+  assert_int_equal(mile_numel(empty), 0);
+  mile_tensor_release(empty);
   double out[6];
   OK(mile_to_doubles(b, out));
   for (int k = 0; k < 6; k++) assert_true(out[k] == (double)(float)d[k]);
@@ -314,6 +320,22 @@ static void test_view_reshape(void **state) {
   assert_ptr_equal(r->storage, a->storage);
   mile_tensor_release(r);
 
+  /* to and from 0-d, and views of empty tensors */
+  mile_tensor *one = NULL, *z0 = NULL, *e = NULL;
+  OK(mile_full(&one, MILE_FLOAT32, 2, (int64_t[]){1, 1}, 5));
+  OK(mile_view(&z0, one, 0, NULL));
+  assert_int_equal(z0->ndim, 0);
+  OK(mile_view(&v, z0, 3, (int64_t[]){1, -1, 1}));
+  assert_shape(v, 3, (int64_t[]){1, 1, 1});
+  assert_true(get_flat(v, 0) == 5);
+  mile_tensor_release(v), mile_tensor_release(z0), mile_tensor_release(one);
+  OK(mile_zeros(&e, MILE_FLOAT32, 3, (int64_t[]){2, 0, 3}));
+  OK(mile_view(&v, e, 2, (int64_t[]){0, 7}));
+  assert_shape(v, 2, (int64_t[]){0, 7});
+  mile_tensor_release(v);
+  EXPECT_ERR(MILE_ERR_SHAPE, mile_view(&bad, e, 2, (int64_t[]){-1, 0})); /* -1 is ambiguous */
+  mile_tensor_release(e);
+
   EXPECT_ERR(MILE_ERR_ARGUMENT, mile_view(&bad, a, 2, (int64_t[]){-1, -1}));
   EXPECT_ERR(MILE_ERR_ARGUMENT, mile_view(&bad, a, 2, (int64_t[]){-2, 12}));
   EXPECT_ERR(MILE_ERR_SHAPE, mile_view(&bad, a, 2, (int64_t[]){5, 5}));
@@ -341,6 +363,14 @@ static void test_expand(void **state) {
   /* writing through the base shows in every expanded position */
   OK(mile_set(a, (int64_t[]){1, 0}, 42));
   assert_true(get_at(e, (int64_t[]){1, 1, 3}) == 42);
+  /* a 0-d tensor expands to anything */
+  mile_tensor *s = NULL, *es = NULL;
+  OK(mile_scalar(&s, MILE_FLOAT32, 1.5));
+  OK(mile_expand(&es, s, 2, (int64_t[]){2, 3}));
+  assert_int_equal(es->stride[0], 0);
+  assert_int_equal(es->stride[1], 0);
+  for (int64_t k = 0; k < 6; k++) assert_true(get_flat(es, k) == 1.5);
+  mile_tensor_release(es), mile_tensor_release(s);
   EXPECT_ERR(MILE_ERR_SHAPE, mile_expand(&bad, a, 2, (int64_t[]){4, 4}));
   EXPECT_ERR(MILE_ERR_ARGUMENT, mile_expand(&bad, a, 1, (int64_t[]){3}));
   EXPECT_ERR(MILE_ERR_SHAPE, mile_expand(&bad, a, 3, (int64_t[]){-1, 3, 1}));
@@ -499,6 +529,66 @@ static void test_to_doubles_strided(void **state) {
   mile_tensor_release(p), mile_tensor_release(a);
 }
 
+/* Random strided tensors (permuted, narrowed, stepped by select) viewed and reshaped to
+ * random shapes with the same element count: a view that succeeds, and every reshape,
+ * must show the elements in the same row-major order. */
+static void test_view_reshape_fuzz(void **state) {
+  (void)state;
+  mile_rng rng;
+  mile_rng_seed(&rng, 404);
+  int views = 0;
+  for (int iter = 0; iter < 400; iter++) {
+    int32_t nd = 1 + (int32_t)mile_rng_below(&rng, 4);
+    int64_t shape[4];
+    for (int32_t d = 0; d < nd; d++) shape[d] = 1 + (int64_t)mile_rng_below(&rng, 3);
+    mile_tensor *t = iota(MILE_FLOAT64, nd, shape), *u = NULL;
+    /* a random permutation */
+    int32_t perm[4] = {0, 1, 2, 3};
+    for (int32_t i = nd - 1; i > 0; i--) {
+      int32_t j = (int32_t)mile_rng_below(&rng, (uint64_t)i + 1), x = perm[i];
+      perm[i] = perm[j], perm[j] = x;
+    }
+    OK(mile_permute(&u, t, perm));
+    mile_tensor_release(t), t = u;
+    /* sometimes narrow one dim */
+    int32_t d = (int32_t)mile_rng_below(&rng, (uint64_t)nd);
+    if (t->shape[d] > 1 && mile_rng_below(&rng, 2)) {
+      OK(mile_narrow(&u, t, d, 1, t->shape[d] - 1));
+      mile_tensor_release(t), t = u;
+    }
+    /* a random target shape: split numel into up to 4 factors */
+    int64_t n = mile_numel(t), target[4];
+    int32_t tn = 1 + (int32_t)mile_rng_below(&rng, 4);
+    int64_t rest = n;
+    for (int32_t i = 0; i < tn - 1; i++) {
+      int64_t f = 1;
+      for (int64_t c = 1 + (int64_t)mile_rng_below(&rng, 6); c >= 1; c--)
+        if (rest % c == 0) {
+          f = c;
+          break;
+        }
+      target[i] = f, rest /= f;
+    }
+    target[tn - 1] = rest;
+    if (mile_rng_below(&rng, 2)) target[mile_rng_below(&rng, (uint64_t)tn)] = -1;
+    mile_tensor *v = NULL, *r = NULL;
+    mile_status st = mile_view(&v, t, tn, target);
+    if (st == MILE_OK) {
+      views++;
+      assert_ptr_equal(v->storage, t->storage);
+      assert_int_equal(mile_numel(v), n);
+      for (int64_t k = 0; k < n; k++) assert_true(get_flat(v, k) == get_flat(t, k));
+    } else {
+      assert_int_equal(st, MILE_ERR_SHAPE);
+      assert_false(mile_is_contiguous(t)); /* contiguous data can always be viewed */
+    }
+    OK(mile_reshape(&r, t, tn, target));
+    for (int64_t k = 0; k < n; k++) assert_true(get_flat(r, k) == get_flat(t, k));
+    mile_tensor_release(v), mile_tensor_release(r), mile_tensor_release(t);
+  }
+  assert_true(views > 100);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),
@@ -517,6 +607,7 @@ int main(void) {
       cmocka_unit_test(test_get_set_item),
       cmocka_unit_test(test_fill_copy),
       cmocka_unit_test(test_to_doubles_strided),
+      cmocka_unit_test(test_view_reshape_fuzz),
   };
   return cmocka_run_group_tests_name("core_tensor", tests, NULL, NULL);
 }
