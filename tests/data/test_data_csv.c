@@ -52,7 +52,7 @@
 static char dir[128];
 
 static const char *in_dir(const char *name) {
-  static char buf[4][256];
+  static char buf[4][512];
   static int k;
   k = (k + 1) % 4;
   snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
@@ -227,6 +227,47 @@ static void test_written_text(void **state) {
   assert_string_equal(text, "episode,t,s_0,s_1,ar,ah,nu,reward,done,success,p\n"
                             "0,0,0.10000000000000001,-0,2,2,0,-1.5,0,0,0.25\n"
                             "0,1,1e+22,4.9406564584124654e-324,1,3,1,10,1,1,1\n");
+  free(text);
+  mile_dataset_free(ds);
+}
+
+/* Every value is written as "%.17g" prints it (the writer's integer fast path
+ * included): compare the reward fields with snprintf's output. */
+static void test_number_text(void **state) {
+  double values[] = {0, -0.0, 1, -1, 7, 10, 99, 100, 12345, -987654321, 999999999999999, -999999999999999,
+                     1e15, 1e15 + 1, 1e16, 1e17, 123456789012345678.0, 9007199254740993.0, 0.5, -2.5, 1e-320,
+                     4503599627370495.5, 1e300, -1e-5, 3.0000000000000004};
+  enum { N = sizeof values / sizeof values[0] };
+  mile_dataset *ds;
+  OK(mile_dataset_new(&ds, 1, 1, 0, 0));
+  mile_rng rng;
+  mile_rng_seed(&rng, 99);
+  double extra[200];
+  for (int i = 0; i < 200; i++) { /* random integers of every size, both signs */
+    double mag = floor(mile_rng_uniform(&rng) * pow(10, mile_rng_below(&rng, 18)));
+    extra[i] = i % 2 ? -mag : mag;
+  }
+  for (int i = 0; i < N + 200; i++) {
+    /* episode, t, s_0, ar_0, ah_0, nu, reward, done, success */
+    double row[9] = {0, 0, 0, 0, 0, 0, i < N ? values[i] : extra[i - N], 0, 0};
+    OK(mile_dataset_append(ds, 1, row));
+  }
+  const char *path = in_dir("numbers.csv");
+  OK(mile_dataset_save(ds, path));
+  char *text = read_text(path, NULL);
+  char *line = strchr(text, '\n') + 1;
+  for (int i = 0; i < N + 200; i++) {
+    char want[64], got[64];
+    snprintf(want, sizeof want, "%.17g", i < N ? values[i] : extra[i - N]);
+    char *end = strchr(line, '\n');
+    /* reward is the 7th field */
+    char *f = line;
+    for (int k = 0; k < 6; k++) f = strchr(f, ',') + 1;
+    size_t len = (size_t)(strchr(f, ',') - f);
+    snprintf(got, sizeof got, "%.*s", (int)len, f);
+    assert_string_equal(got, want);
+    line = end + 1;
+  }
   free(text);
   mile_dataset_free(ds);
 }
@@ -456,6 +497,52 @@ static void test_every_prefix(void **state) {
   mile_dataset_free(ds);
 }
 
+/* Random edits of a valid file (bytes that matter to CSV and to numbers): the reader
+ * returns OK or a format error with a file:line:column message, and what it accepts
+ * survives a save/load round trip unchanged. */
+static void test_mutations(void **state) {
+  mile_dataset *ds = make_dataset(2, 1, 1, 1, 8, 23);
+  const char *path = in_dir("mutate.csv");
+  OK(mile_dataset_save(ds, path));
+  size_t n;
+  char *text = read_text(path, &n);
+  char *buf = malloc(n + 8);
+  static const char alphabet[] = {',', '"', '\n', '\r', '0', '1', 'e', '-', '.', ' ', 'x', '\0', (char)0xff};
+  mile_rng rng;
+  mile_rng_seed(&rng, 2024);
+  int accepted = 0;
+  for (int trial = 0; trial < 3000; trial++) {
+    memcpy(buf, text, n);
+    size_t m = n;
+    int edits = 1 + (int)mile_rng_below(&rng, 3);
+    for (int e = 0; e < edits; e++) {
+      size_t at = (size_t)mile_rng_below(&rng, m);
+      char c = alphabet[mile_rng_below(&rng, sizeof alphabet)];
+      switch (mile_rng_below(&rng, 3)) {
+        case 0: buf[at] = c; break;                                      /* replace */
+        case 1: memmove(buf + at + 1, buf + at, m - at), buf[at] = c, m++; break; /* insert */
+        default: memmove(buf + at, buf + at + 1, m - at - 1), m--; break;      /* delete */
+      }
+    }
+    mile_dataset *back = NULL;
+    mile_status st = mile_dataset_parse(&back, buf, m, "m.csv", 5);
+    if (st == MILE_OK) {
+      accepted++;
+      mile_dataset *again;
+      OK(mile_dataset_save(back, path));
+      OK(mile_dataset_load(&again, path, 5));
+      assert_same(back, again);
+      mile_dataset_free(again);
+    } else if (st != MILE_ERR_FORMAT || strncmp(mile_last_error(), "m.csv:", 6) != 0) {
+      fail_msg("trial %d: %s: %s", trial, mile_status_name(st), mile_last_error());
+    }
+    mile_dataset_free(back);
+  }
+  print_message("mutations: %d of 3000 still valid files\n", accepted);
+  free(buf), free(text);
+  mile_dataset_free(ds);
+}
+
 static void test_io_errors(void **state) {
   mile_dataset *ds = (mile_dataset *)&ds;
   const char *missing = in_dir("no-such-file.csv");
@@ -615,7 +702,7 @@ static void test_leftover_temporary_files(void **state) {
 /* A writer killed at an arbitrary moment (SIGKILL) leaves the old file or the new one,
  * never a half-written row. */
 static void test_killed_writer(void **state) {
-  mile_dataset *ds = make_dataset(6, 2, 0, 1, 30000, 17);
+  mile_dataset *ds = make_dataset(6, 2, 0, 1, 10000, 17);
   int64_t n_base = 200;
   int64_t *first = malloc((size_t)n_base * sizeof *first);
   for (int64_t i = 0; i < n_base; i++) first[i] = i;
@@ -623,6 +710,13 @@ static void test_killed_writer(void **state) {
   OK(mile_dataset_subset(&base, ds, n_base, first));
   free(first);
   const char *path = in_dir("killed.csv");
+  /* how long one write takes here: the kills are spread over 0 .. 1.25 times that */
+  struct timespec t0, t1;
+  OK(mile_dataset_save(base, path));
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  OK(mile_dataset_append_file(ds, path, n_base));
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double took = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
   int saw_old = 0, saw_new = 0;
   for (int trial = 0; trial < 16; trial++) {
     OK(mile_dataset_save(base, path));
@@ -632,7 +726,8 @@ static void test_killed_writer(void **state) {
       mile_status st = trial % 2 ? mile_dataset_append_file(ds, path, n_base) : mile_dataset_save(ds, path);
       _exit(st == MILE_OK ? 0 : 1);
     }
-    struct timespec delay = {0, (long)trial * 4000000L}; /* 0 .. 60 ms */
+    double wait = took * 1.25 * trial / 15;
+    struct timespec delay = {(time_t)wait, (long)((wait - floor(wait)) * 1e9)};
     nanosleep(&delay, NULL);
     kill(pid, SIGKILL);
     int status;
@@ -647,6 +742,8 @@ static void test_killed_writer(void **state) {
     mile_dataset_free(back);
   }
   assert_int_equal(saw_old + saw_new, 16);
+  print_message("killed writers (a write takes %.0f ms): %d left the old file, %d the new one\n", took * 1e3,
+                saw_old, saw_new);
   mile_dataset_free(base), mile_dataset_free(ds);
   /* the strays of the killed writers: remove them for the next tests */
   DIR *d = opendir(dir);
@@ -807,6 +904,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip_continuous_p),
       cmocka_unit_test(test_header_names),
       cmocka_unit_test(test_written_text),
+      cmocka_unit_test(test_number_text),
       cmocka_unit_test(test_any_column_order),
       cmocka_unit_test(test_header_only),
       cmocka_unit_test(test_crlf_quotes_bom_blank_lines),
@@ -814,6 +912,7 @@ int main(void) {
       cmocka_unit_test(test_bad_rows),
       cmocka_unit_test(test_unclosed_quote_is_bounded),
       cmocka_unit_test(test_every_prefix),
+      cmocka_unit_test(test_mutations),
       cmocka_unit_test(test_io_errors),
       cmocka_unit_test(test_locale_independent),
       cmocka_unit_test(test_append_file),
