@@ -25,12 +25,15 @@ local function new_space(raw)
   return setmetatable(raw, Space)
 end
 
---- A random element: an integer 0..n-1, or a table of uniform values in [low, high]
---- (math.random's generator: seed it with math.randomseed for reproducible draws).
-function Space:sample()
-  if self.type == "discrete" then return math.random(0, self.n - 1) end
+--- A random element: an integer 0..n-1, or a table of uniform values in [low, high].
+--- Draws from gen (a mile.tensor Generator) when given, else from math.random.
+function Space:sample(gen)
+  local function uniform() return gen and gen:uniform() or math.random() end
+  if self.type == "discrete" then
+    return gen and gen:integer(0, self.n - 1) or math.random(0, self.n - 1)
+  end
   local a = {}
-  for i = 1, self.shape[1] do a[i] = self.low[i] + (self.high[i] - self.low[i]) * math.random() end
+  for i = 1, self.shape[1] do a[i] = self.low[i] + (self.high[i] - self.low[i]) * uniform() end
   return a
 end
 

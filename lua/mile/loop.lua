@@ -1,0 +1,364 @@
+--- mile.loop: the round protocol of MILE and its baselines (DESIGN.md section 1).
+--
+--   local loop = require "mile.loop"
+--   local run = loop.run{env = "LunarLander-v3", method = "mile", rounds = 4, out = "runs"}
+--
+-- Each round: `episodes_per_round` episodes of the robot policy with the (simulated)
+-- human watching (the human's action is executed when it intervenes), append the
+-- tuples to the dataset, train for `epochs` passes' worth of minibatch steps over
+-- demonstrations + dataset (the same number of steps for every method), evaluate the
+-- policy alone over `eval_episodes` fixed evaluation states, log a metrics row and
+-- commit the round to the run directory. A killed run resumes from its last committed
+-- round (`loop.run{resume = dir}`) and, with the same seed, ends with the same metrics.
+--
+-- Randomness: four generators from the seed (collection rollouts, the simulated
+-- human, training minibatches, evaluation), saved with every round. Collection and
+-- evaluation episodes use disjoint env seeds; evaluation uses the same states every
+-- round. The reported policy is the last round's.
+local T = require "mile.tensor"
+local nn = require "mile.nn"
+local optim = require "mile.optim"
+local ag = require "mile.autograd"
+local I = require "mile.intervention"
+local io_ = require "mile.io"
+local sys = require "mile.sys"
+local envs = require "mile.envs"
+local data = require "mile.data"
+local config = require "mile.config"
+local policy = require "mile.policy"
+local tasks = require "mile.tasks"
+local human = require "mile.human"
+local baselines = require "mile.baselines"
+local report = require "mile.report"
+
+local M = {}
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/lua/mile/loop%.lua$")
+
+--- The configuration keys of a run (`mile train --set key=value` sets any of them).
+M.schema = {
+  name = { type = "string", default = "", doc = "run name (default: <env>-<method>)" },
+  env = { type = "string", default = "LunarLander-v3", doc = "task name (mile.tasks)",
+    check = function(v) return pcall(tasks.get, v), "unknown task" end },
+  method = { type = "string", default = "mile", choices = baselines.names(), doc = "training method" },
+  seed = { type = "integer", default = 0 },
+  rounds = { type = "integer", default = 5, check = function(v) return v >= 1, "must be >= 1" end },
+  episodes_per_round = { type = "integer", default = 5, check = function(v) return v >= 1, "must be >= 1" end },
+  epochs = { type = "integer", default = 10, check = function(v) return v >= 0, "must be >= 0" end },
+  batch_size = { type = "integer", default = 256, check = function(v) return v >= 1, "must be >= 1" end },
+  lr = { type = "number", default = 1e-3, check = function(v) return v > 0, "must be > 0" end },
+  eval_episodes = { type = "integer", default = 20, check = function(v) return v >= 0, "must be >= 0" end },
+  max_episode_steps = { type = "integer", default = 1000 },
+  ["loss.variant"] = { type = "string", default = "paper", choices = { "paper", "joint", "reference" } },
+  ["loss.lambda"] = { type = "number", default = 0.5 },
+  ["human.cost"] = { type = "number", default = nil, doc = "c_d (default: the task's, ENVS.md 3.2)" },
+  ["human.scale"] = { type = "number", default = nil, doc = "sigma_d (default: the task's)" },
+  ["learner.cost"] = { type = "number", default = nil, doc = "c of the learner's model (default: human.cost)" },
+  ["learner.scale"] = { type = "number", default = nil, doc = "sigma of the learner's model (default: human.scale)" },
+  ["learner.schedule"] = { type = "string", default = "constant", doc = "cost schedule (scripts/schedules)" },
+  out = { type = "string", default = "runs", doc = "parent directory of run directories" },
+  policy_dir = { type = "string", default = "", doc = "cached policies (default: scripts/data)" },
+  progress = { type = "boolean", default = true, doc = "print a line per round" },
+}
+
+--- Resolve a user config (table, possibly nested) with --set overrides into a flat
+--- table with every key, task defaults filled in.
+function M.resolve(user, overrides)
+  local cfg = config.resolve(M.schema, user, overrides)
+  local task = tasks.get(cfg.env)
+  cfg["human.cost"] = cfg["human.cost"] or task.human_cost
+  cfg["human.scale"] = cfg["human.scale"] or task.human_scale
+  cfg["learner.cost"] = cfg["learner.cost"] or cfg["human.cost"]
+  cfg["learner.scale"] = cfg["learner.scale"] or cfg["human.scale"]
+  if cfg.name == "" then cfg.name = cfg.env .. "-" .. cfg.method end
+  if cfg.policy_dir == "" then cfg.policy_dir = (here or ".") .. "/scripts/data" end
+  return cfg
+end
+
+-- ---- files ---------------------------------------------------------------------------------
+
+local function write(path, text)
+  local ok, err = sys.write_atomic(path, text)
+  if not ok then error("loop: " .. err, 0) end
+end
+
+local function read_lua(path)
+  local chunk, err = loadfile(path, "t", { math = { huge = math.huge } })
+  if not chunk then error("loop: " .. err, 0) end
+  return chunk()
+end
+
+-- Optimiser state as safetensors: tensors by position, the rest as JSON metadata.
+local function save_optimizer(path, opt)
+  local sd = opt:state_dict()
+  local tensors, plain = {}, { type = sd.type, step_count = sd.step_count, param_groups = sd.param_groups, state = {} }
+  for i, s in ipairs(sd.state) do
+    plain.state[i] = {}
+    for k, v in pairs(s) do
+      if T.is_tensor(v) then tensors[("%d.%s"):format(i, k)] = v else plain.state[i][k] = v end
+    end
+  end
+  local ok, err = io_.save_safetensors(path, tensors, { ["mile.optimizer"] = io_.json_encode(plain) })
+  if not ok then error("loop: " .. err, 0) end
+end
+
+local function load_optimizer(path, opt)
+  local tensors, meta = io_.load_safetensors(path)
+  if not tensors then error("loop: " .. meta, 0) end
+  local sd = io_.json_decode(meta["mile.optimizer"])
+  for i, s in ipairs(sd.state) do
+    for name, t in pairs(tensors) do
+      local idx, key = name:match("^(%d+)%.(.+)$")
+      if tonumber(idx) == i then s[key] = t end
+    end
+  end
+  opt:load_state_dict(sd)
+end
+
+-- ---- the run object -------------------------------------------------------------------------
+
+local Run = {}
+Run.__index = Run
+M.Run = Run
+
+local function generators(seed)
+  return { collect = T.Generator(seed * 1000 + 1), human = T.Generator(seed * 1000 + 2),
+    train = T.Generator(seed * 1000 + 3), eval = T.Generator(seed * 1000 + 4) }
+end
+
+-- Env seeds: collection and evaluation never share a state.
+local function collect_seed(cfg, round, k) return 1000000 + cfg.seed * 100000 + round * 1000 + k end
+local function eval_seed(cfg, i) return 5000000 + cfg.seed * 100000 + i end
+
+-- The simulated human of the task: expert pi_E and ground-truth mental model.
+local function make_human(run)
+  local task, cfg = run.task, run.cfg
+  local mental = nn.load(cfg.policy_dir .. "/" .. cfg.env .. "/initial.safetensors")
+  mental:eval()
+  local expert
+  if task.discrete then
+    local net = nn.load(cfg.policy_dir .. "/" .. cfg.env .. "/expert.safetensors")
+    expert = function(obs) return policy.params(net, obs) end
+  else
+    -- a Gaussian around the scripted controller's action
+    local scripted = envs.scripted_expert(run.env)
+    local log_sd = math.log(task.expert_std)
+    expert = function(obs)
+      local mu = scripted:act(obs:view { -1 }):float():view { 1, -1 }
+      return { mu = mu, log_sd = T.full(mu:shape(), log_sd) }
+    end
+  end
+  return human.Simulated { expert = expert, mental = function(obs) return policy.params(mental, obs) end,
+    cost = cfg["human.cost"], scale = cfg["human.scale"], discrete = task.discrete, generator = run.gens.human }
+end
+
+local function new_dataset(task)
+  if task.discrete then return data.new { obs_dim = task.obs_dim, n_actions = task.n_actions, has_p = true } end
+  return data.new { obs_dim = task.obs_dim, action_dim = task.action_dim, has_p = true }
+end
+
+--- Build a run from a resolved config: models from the cached policies (warm start),
+--- optimisers, generators, the run directory.
+function M.new_run(cfg)
+  local run = setmetatable({ cfg = cfg, task = tasks.get(cfg.env), round = 0, episodes = 0, metrics = {} }, Run)
+  local dir = cfg.policy_dir .. "/" .. cfg.env
+  if sys.stat(dir .. "/initial.safetensors") ~= "file" then
+    error(("loop: no cached policies in %s; run `mile scripts/make_policies.lua %s`"):format(dir, cfg.env), 0)
+  end
+  run.env = tasks.make_env(cfg.env)
+  run.eval_env = tasks.make_env(cfg.env)
+  run.gens = generators(cfg.seed)
+  run.policy = nn.load(dir .. "/initial.safetensors")
+  run.mental = nn.load(dir .. "/initial.safetensors") -- the learner's warm-start mental model
+  run.opt_policy = optim.Adam(run.policy:parameters(), { lr = cfg.lr })
+  run.opt_mental = optim.Adam(run.mental:parameters(), { lr = cfg.lr })
+  run.human = make_human(run)
+  run.dataset = new_dataset(run.task)
+  local demos = assert(io_.load_safetensors(dir .. "/demos.safetensors"))
+  run.demos = { obs = demos.obs, actions = run.task.discrete and demos.actions or demos.actions }
+  run.method = baselines.get(cfg.method)
+  return run
+end
+
+-- ---- one round -------------------------------------------------------------------------------
+
+-- Robot rollouts with the human watching; appends to the dataset.
+function Run:collect(round)
+  local cfg, env = self.cfg, self.env
+  local stats = { steps = 0, interventions = 0, p_sum = 0, returns = 0, successes = 0 }
+  local first_row = self.dataset:size() + 1
+  for k = 1, cfg.episodes_per_round do
+    local obs = env:reset { seed = collect_seed(cfg, round, k) }
+    self.episodes = self.episodes + 1
+    local t, done = 0, false
+    while not done do
+      local a_r = policy.act(self.policy, obs, true)
+      local nu, a_h, info = self.human:decide(obs, a_r)
+      local a = nu == 1 and a_h or a_r
+      local next_obs, reward, term, trunc, step_info = env:step(a)
+      done = term or trunc or step_info.success or t + 1 >= cfg.max_episode_steps
+      self.dataset:append { episode = self.episodes - 1, t = t, obs = obs, robot_action = a_r,
+        human_action = nu == 1 and a_h or a_r, nu = nu, reward = reward, done = done,
+        success = step_info.success, p = info.p }
+      stats.steps, stats.interventions = stats.steps + 1, stats.interventions + nu
+      stats.p_sum, stats.returns = stats.p_sum + info.p, stats.returns + reward
+      if step_info.success then stats.successes = stats.successes + 1 end
+      obs, t = next_obs, t + 1
+    end
+  end
+  stats.rows = { first_row, self.dataset:size() }
+  return stats
+end
+
+-- The learner's predicted intervention probability over rows [first, last].
+function Run:predicted_rate(first, last)
+  if not self.method.uses_mental or last < first then return 0 / 0 end
+  return ag.no_grad(function()
+    local idx = {}
+    for i = first, last do idx[#idx + 1] = i end
+    local obs = self.dataset:column("obs"):index_select(1, idx)
+    return self.method.intervention_model(self, obs).logp:exp():mean():item()
+  end)
+end
+
+-- The policy alone, deterministic, on the fixed evaluation states.
+function Run:evaluate(episodes)
+  local env = self.eval_env
+  local wins, ret, len = 0, 0, 0
+  for i = 1, episodes do
+    local obs = env:reset { seed = eval_seed(self.cfg, i) }
+    local done, t = false, 0
+    while not done do
+      local reward, term, trunc, info
+      obs, reward, term, trunc, info = env:step(policy.act(self.policy, obs, true))
+      ret, t = ret + reward, t + 1
+      if info.success then wins = wins + 1 end
+      done = term or trunc or info.success or t >= self.cfg.max_episode_steps
+    end
+    len = len + t
+  end
+  local n = math.max(episodes, 1)
+  return { success = wins / n, ["return"] = ret / n, length = len / n }
+end
+
+M.metric_columns = { "round", "episodes", "steps", "interventions", "interventions_total", "intervention_rate",
+  "predicted_rate", "observed_p", "success", "return", "length", "j1", "j2", "loss", "train_steps", "seconds" }
+
+function Run:do_round(round)
+  local t0 = sys.monotonic()
+  local c = self:collect(round)
+  local predicted = self:predicted_rate(c.rows[1], c.rows[2])
+  local train = self.method.train(self, round)
+  local ev = self:evaluate(self.cfg.eval_episodes)
+  local previous = self.metrics[#self.metrics]
+  local row = {
+    round = round, episodes = self.episodes, steps = c.steps, interventions = c.interventions,
+    interventions_total = (previous and previous.interventions_total or 0) + c.interventions,
+    intervention_rate = c.interventions / math.max(c.steps, 1), predicted_rate = predicted,
+    observed_p = c.p_sum / math.max(c.steps, 1), success = ev.success, ["return"] = ev["return"],
+    length = ev.length, j1 = train.j1 or 0 / 0, j2 = train.j2 or 0 / 0, loss = train.loss or 0 / 0,
+    train_steps = train.steps, seconds = sys.monotonic() - t0,
+  }
+  self.metrics[#self.metrics + 1] = row
+  self.round = round
+  return row
+end
+
+-- ---- the run directory -----------------------------------------------------------------------
+
+local function fmt(v)
+  if v ~= v then return "nan" end
+  if math.type(v) == "integer" then return tostring(v) end
+  return string.format("%.6g", v)
+end
+
+function Run:metrics_csv()
+  local lines = { table.concat(M.metric_columns, ",") }
+  for _, row in ipairs(self.metrics) do
+    local cells = {}
+    for i, k in ipairs(M.metric_columns) do cells[i] = fmt(row[k]) end
+    lines[#lines + 1] = table.concat(cells, ",")
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+--- Commit the completed round: checkpoints, dataset, metrics, then state.lua last
+--- (the commit point read by resume).
+function Run:commit()
+  local dir, r = self.dir, self.round
+  local ck = ("%s/checkpoints/round_%03d"):format(dir, r)
+  assert(sys.mkdir(ck))
+  nn.save(ck .. "/policy.safetensors", self.policy)
+  save_optimizer(ck .. "/optim_policy.safetensors", self.opt_policy)
+  if self.method.uses_mental then
+    nn.save(ck .. "/mental.safetensors", self.mental)
+    save_optimizer(ck .. "/optim_mental.safetensors", self.opt_mental)
+  end
+  local ok, err = self.dataset:save(dir .. "/dataset.csv")
+  if not ok then error("loop: " .. err, 0) end
+  write(dir .. "/metrics.csv", self:metrics_csv())
+  local gens = {}
+  for k, g in pairs(self.gens) do gens[k] = g:state():gsub(".", function(ch) return ("%02x"):format(ch:byte()) end) end
+  write(dir .. "/state.lua", "return " .. config.serialize { round = r, episodes = self.episodes,
+    generators = gens, metrics = self.metrics, checkpoint = ck } .. "\n")
+end
+
+local function unhex(s) return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)) end
+
+--- Continue a run from its directory (the last committed round).
+function M.resume(dir)
+  if sys.stat(dir .. "/config.lua") ~= "file" then error("loop: " .. dir .. " is not a run directory (no config.lua)", 0) end
+  local cfg = M.resolve(config.load_file(dir .. "/config.lua"))
+  local run = M.new_run(cfg)
+  run.dir = dir
+  if sys.stat(dir .. "/state.lua") ~= "file" then return run end -- killed before round 1 committed
+  local st = read_lua(dir .. "/state.lua")
+  run.round, run.episodes, run.metrics = st.round, st.episodes, st.metrics
+  for k, hex in pairs(st.generators) do run.gens[k]:set_state(unhex(hex)) end
+  local ck = st.checkpoint
+  run.policy:load_state_dict(nn.load(ck .. "/policy.safetensors"):state_dict())
+  load_optimizer(ck .. "/optim_policy.safetensors", run.opt_policy)
+  if run.method.uses_mental then
+    run.mental:load_state_dict(nn.load(ck .. "/mental.safetensors"):state_dict())
+    load_optimizer(ck .. "/optim_mental.safetensors", run.opt_mental)
+  end
+  local ds, err = data.load(dir .. "/dataset.csv", run.task.discrete and { n_actions = run.task.n_actions } or nil)
+  if not ds then error("loop: " .. err, 0) end
+  run.dataset = ds
+  return run
+end
+
+local function progress_line(run, row)
+  return ("[%s] round %d/%d  success %.2f  return %7.1f  interventions %d (total %d, rate %.3f, predicted %s)  %.1fs")
+    :format(run.cfg.name, row.round, run.cfg.rounds, row.success, row["return"], row.interventions,
+      row.interventions_total, row.intervention_rate, row.predicted_rate == row.predicted_rate
+        and ("%.3f"):format(row.predicted_rate) or "-", row.seconds)
+end
+
+--- run(user_config [, {overrides=, resume=dir, dir=}]) -> the Run (metrics in run.metrics).
+function M.run(user, opts)
+  opts = opts or {}
+  local run
+  if opts.resume then
+    run = M.resume(opts.resume)
+  else
+    local cfg = M.resolve(user, opts.overrides)
+    run = M.new_run(cfg)
+    run.dir = opts.dir or ("%s/%s-%s"):format(cfg.out, cfg.name, os.date("!%Y%m%d-%H%M%S"))
+    assert(sys.mkdir(run.dir))
+    write(run.dir .. "/config.lua", config.to_source(cfg))
+  end
+  if run.round == 0 and run.cfg.progress then
+    local ev = run:evaluate(run.cfg.eval_episodes)
+    run.initial = ev
+  end
+  for r = run.round + 1, run.cfg.rounds do
+    local row = run:do_round(r)
+    run:commit()
+    if run.cfg.progress then print(progress_line(run, row)) end
+  end
+  report.write(run)
+  return run
+end
+
+return M

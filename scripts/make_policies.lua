@@ -1,0 +1,129 @@
+-- scripts/make_policies.lua - (re)build the cached policies of each task.
+--
+--   mile scripts/make_policies.lua [task ...]      (default: every task)
+--
+-- For a task it writes scripts/data/<task>/:
+--   expert.safetensors   pi_E: discrete tasks clone the scripted controller into a
+--                        network (softmax over its logits); continuous tasks use a
+--                        Gaussian around the scripted action (no file needed, see below)
+--   demos.safetensors    the initial demonstrations (obs, actions) of `demo_episodes`
+--                        clean scripted-expert episodes
+--   initial.safetensors  the weak initial robot policy: behaviour cloning on the demos
+-- The ground-truth mental model of the simulated human and the learner's warm-start
+-- mental model are both the initial policy (the human believes the robot acts as it
+-- did at the start). Everything is drawn from seeded generators: same seeds, same files.
+local T = require "mile.tensor"
+local nn = require "mile.nn"
+local optim = require "mile.optim"
+local ag = require "mile.autograd"
+local io_ = require "mile.io"
+local sys = require "mile.sys"
+local envs = require "mile.envs"
+local policy = require "mile.policy"
+local tasks = require "mile.tasks"
+
+local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
+local out_root = os.getenv("MILE_POLICY_DIR") or (here .. "/data")
+
+-- Run episodes with the scripted expert, executing its action with probability
+-- 1 - noise (else a random one); returns observations and the expert's labels.
+local function collect(task, episodes, noise, seed_base, gen)
+  local env = tasks.make_env(task)
+  local expert = envs.scripted_expert(env)
+  local obs_rows, act_rows, successes = {}, {}, 0
+  for ep = 1, episodes do
+    local obs = env:reset { seed = seed_base + ep }
+    local done = false
+    while not done do
+      local a = expert:act(obs)
+      obs_rows[#obs_rows + 1] = obs:float()
+      act_rows[#act_rows + 1] = a
+      local exec = a
+      if noise > 0 and gen:uniform() < noise then exec = env.action_space:sample(gen) end
+      local r, term, trunc, info
+      obs, r, term, trunc, info = env:step(exec)
+      if info.success then successes = successes + 1 end
+      done = term or trunc or info.success
+    end
+  end
+  local obs = T.cat(obs_rows):view { #obs_rows, -1 }
+  local actions
+  if type(act_rows[1]) == "number" then actions = T.from(act_rows)
+  else
+    local rows = {}
+    for i, a in ipairs(act_rows) do rows[i] = T.is_tensor(a) and a:float():view { 1, -1 } or T.from({ a }) end
+    actions = T.cat(rows)
+  end
+  return obs, actions, successes / episodes
+end
+
+-- Behaviour cloning: minimise the NLL of the labels over minibatches drawn (with
+-- replacement) from gen.
+local function clone(net, obs, actions, steps, lr, batch, gen)
+  local opt = optim.Adam(net:parameters(), { lr = lr })
+  local n = obs:size(1)
+  local loss
+  for _ = 1, steps do
+    local rows = {}
+    for i = 1, batch do rows[i] = gen:integer(n) end
+    loss = policy.nll(net, obs:index_select(1, rows), actions:index_select(1, rows))
+    opt:zero_grad()
+    loss:backward()
+    opt:step()
+  end
+  return loss:item()
+end
+
+-- Success rate of a policy acting alone (deterministic) over eval seeds.
+local function evaluate(task, net, episodes, seed_base)
+  local env = tasks.make_env(task)
+  local wins, ret = 0, 0
+  for ep = 1, episodes do
+    local obs = env:reset { seed = seed_base + ep }
+    local done = false
+    while not done do
+      local r, term, trunc, info
+      obs, r, term, trunc, info = env:step(policy.act(net, obs, true))
+      ret = ret + r
+      if info.success then wins = wins + 1 end
+      done = term or trunc or info.success
+    end
+  end
+  return wins / episodes, ret / episodes
+end
+
+local function build(name)
+  local task = tasks.get(name)
+  local dir = out_root .. "/" .. name
+  assert(sys.mkdir(dir))
+  local gen = T.Generator(task.policy_seed)
+  local t0 = sys.monotonic()
+  local files = {}
+  if task.discrete then
+    local obs, labels, rate = collect(name, task.clone_episodes, task.clone_noise, 100000, gen)
+    local expert = policy.new { obs_dim = task.obs_dim, discrete = true, n_actions = task.n_actions,
+      hidden = task.expert_hidden, generator = gen }
+    local loss = clone(expert, obs, labels, task.clone_steps, 3e-3, 512, gen)
+    local s, r = evaluate(name, expert, 50, 300000)
+    print(("%s expert clone: %d samples (noisy rollouts %.2f success), nll %.4f, greedy success %.2f, return %.1f")
+      :format(name, obs:size(1), rate, loss, s, r))
+    nn.save(dir .. "/expert.safetensors", expert)
+    files[#files + 1] = "expert"
+  end
+  local dobs, dact, drate = collect(name, task.demo_episodes, 0, 200000, gen)
+  assert(io_.save_safetensors(dir .. "/demos.safetensors", { obs = dobs, actions = dact:float() },
+    { episodes = tostring(task.demo_episodes), success = tostring(drate) }))
+  local initial = policy.new { obs_dim = task.obs_dim, discrete = task.discrete, n_actions = task.n_actions,
+    action_dim = task.action_dim, hidden = task.hidden, generator = gen }
+  local loss = clone(initial, dobs, dact, task.initial_steps, 1e-3, 256, gen)
+  local s, r = evaluate(name, initial, 50, 300000)
+  print(("%s initial policy: BC on %d demo steps, nll %.4f, success %.2f, return %.1f")
+    :format(name, dobs:size(1), loss, s, r))
+  nn.save(dir .. "/initial.safetensors", initial)
+  print(("%s: wrote %s/{%sdemos,initial}.safetensors in %.1f s"):format(name, dir,
+    #files > 0 and table.concat(files, ",") .. "," or "", sys.monotonic() - t0))
+end
+
+local names = { ... }
+if #names == 0 then names = tasks.names() end
+for _, name in ipairs(names) do build(name) end
