@@ -151,6 +151,10 @@ function M.load_file(path)
   return t
 end
 
+local KEYWORDS = {}
+for w in ("and break do else elseif end false for function goto if in local nil not or repeat return then true until while")
+    :gmatch("%a+") do KEYWORDS[w] = true end
+
 -- Lua source for a value (sorted keys: same config, same bytes).
 local function serialize(v, indent)
   indent = indent or ""
@@ -175,7 +179,8 @@ local function serialize(v, indent)
     end
     local lines = {}
     for _, k in ipairs(keys) do
-      local name = (type(k) == "string" and k:match("^[%a_][%w_]*$")) and k or ("[" .. serialize(k) .. "]")
+      local plain = type(k) == "string" and k:match("^[%a_][%w_]*$") and not KEYWORDS[k]
+      local name = plain and k or ("[" .. serialize(k) .. "]")
       lines[#lines + 1] = indent .. "  " .. name .. " = " .. serialize(v[k], indent .. "  ") .. ","
     end
     return "{\n" .. table.concat(lines, "\n") .. "\n" .. indent .. "}"

@@ -300,7 +300,7 @@ function Run:commit()
   local gens = {}
   for k, g in pairs(self.gens) do gens[k] = g:state():gsub(".", function(ch) return ("%02x"):format(ch:byte()) end) end
   write(dir .. "/state.lua", "return " .. config.serialize { round = r, episodes = self.episodes,
-    generators = gens, metrics = self.metrics, checkpoint = ck } .. "\n")
+    generators = gens, metrics = self.metrics, initial = self.initial, checkpoint = ck } .. "\n")
 end
 
 local function unhex(s) return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)) end
@@ -313,7 +313,7 @@ function M.resume(dir)
   run.dir = dir
   if sys.stat(dir .. "/state.lua") ~= "file" then return run end -- killed before round 1 committed
   local st = read_lua(dir .. "/state.lua")
-  run.round, run.episodes, run.metrics = st.round, st.episodes, st.metrics
+  run.round, run.episodes, run.metrics, run.initial = st.round, st.episodes, st.metrics, st.initial
   for k, hex in pairs(st.generators) do run.gens[k]:set_state(unhex(hex)) end
   local ck = st.checkpoint
   run.policy:load_state_dict(nn.load(ck .. "/policy.safetensors"):state_dict())
@@ -348,10 +348,7 @@ function M.run(user, opts)
     assert(sys.mkdir(run.dir))
     write(run.dir .. "/config.lua", config.to_source(cfg))
   end
-  if run.round == 0 and run.cfg.progress then
-    local ev = run:evaluate(run.cfg.eval_episodes)
-    run.initial = ev
-  end
+  if run.round == 0 then run.initial = run:evaluate(run.cfg.eval_episodes) end
   for r = run.round + 1, run.cfg.rounds do
     local row = run:do_round(r)
     run:commit()

@@ -458,7 +458,10 @@ function Sequential:named_children()
   return out
 end
 
+-- A plain Sequential is rebuilt from its children; a subclass (MLP, or yours) from
+-- its own constructor arguments.
 function Sequential:spec()
+  if getmetatable(self) ~= Sequential then return Module.spec(self) end
   local args = {}
   for i, m in ipairs(self.modules) do args[i] = { __module = m:spec() } end
   return { type = self._spec.type, args = args, n = #args }
@@ -470,7 +473,6 @@ end
 --- last one when output_activation is given). One generator initialises every layer.
 local MLP = M.class("MLP", Sequential)
 M.MLP = MLP
-MLP.spec = Module.spec -- rebuilt from its options, not from its children
 
 function MLP:__init(opts)
   if type(opts) ~= "table" then error("MLP: needs an options table {input=, hidden=, output=}", 3) end

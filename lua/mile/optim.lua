@@ -33,12 +33,12 @@ local function to_groups(fname, params)
   if type(params) == "table" and type(params.parameters) == "function" and not is_tensor(params) then
     params = params:parameters()
   end
-  if type(params) ~= "table" then error(fname .. ": needs a list of parameters or of parameter groups", 3) end
+  if type(params) ~= "table" then error(fname .. ": needs a list of parameters or of parameter groups", 4) end
   local groups = {}
   if type(params[1]) == "table" and not is_tensor(params[1]) then
     for i, g in ipairs(params) do
       if type(g) ~= "table" or g.params == nil then
-        error(("%s: group %d needs a params field"):format(fname, i), 3)
+        error(("%s: group %d needs a params field"):format(fname, i), 4)
       end
       local copy = {}
       for k, v in pairs(g) do copy[k] = v end
@@ -52,10 +52,10 @@ local function to_groups(fname, params)
   for gi, g in ipairs(groups) do
     local list = {}
     for i, p in ipairs(g.params) do
-      if not is_tensor(p) then error(("%s: parameter %d of group %d is %s, not a tensor"):format(fname, i, gi, type(p)), 3) end
-      if not p.is_leaf then error(("%s: parameter %d of group %d is not a leaf tensor"):format(fname, i, gi), 3) end
-      if not p:is_contiguous() then error(("%s: parameter %d of group %d is not contiguous"):format(fname, i, gi), 3) end
-      if seen[p] then error(("%s: parameter %d of group %d appears twice"):format(fname, i, gi), 3) end
+      if not is_tensor(p) then error(("%s: parameter %d of group %d is %s, not a tensor"):format(fname, i, gi, type(p)), 4) end
+      if not p.is_leaf then error(("%s: parameter %d of group %d is not a leaf tensor"):format(fname, i, gi), 4) end
+      if not p:is_contiguous() then error(("%s: parameter %d of group %d is not contiguous"):format(fname, i, gi), 4) end
+      if seen[p] then error(("%s: parameter %d of group %d appears twice"):format(fname, i, gi), 4) end
       seen[p] = true
       list[i] = p
     end
@@ -80,7 +80,7 @@ end
 local function zeros_like(p) return T.zeros(p:shape(), p:dtype()) end
 
 local function check_nonneg(fname, what, v)
-  if type(v) ~= "number" or not (v >= 0) then error(("%s: %s must be a number >= 0, got %s"):format(fname, what, tostring(v)), 4) end
+  if type(v) ~= "number" or not (v >= 0) then error(("%s: %s must be a number >= 0, got %s"):format(fname, what, tostring(v)), 5) end
 end
 
 --- ---------------------------------------------------------------------------

@@ -18,17 +18,17 @@ local TASKS = {
   ["drawer-open-v3"] = {
     env = "drawer-open-v3", discrete = false, obs_dim = 156, action_dim = 4, frame_stack = 4,
     human_cost = 60, human_scale = 75, expert_std = 0.1,
-    hidden = { 256, 256 }, policy_seed = 11, demo_episodes = 2, initial_steps = 400,
+    hidden = { 256, 256 }, policy_seed = 11, demo_episodes = 1, initial_steps = 60,
   },
   ["button-press-v3"] = {
     env = "button-press-v3", discrete = false, obs_dim = 156, action_dim = 4, frame_stack = 4,
     human_cost = 150, human_scale = 200, expert_std = 0.1,
-    hidden = { 256, 256 }, policy_seed = 13, demo_episodes = 2, initial_steps = 400,
+    hidden = { 256, 256 }, policy_seed = 13, demo_episodes = 1, initial_steps = 60,
   },
   ["peg-insert-side-v3"] = {
     env = "peg-insert-side-v3", discrete = false, obs_dim = 156, action_dim = 4, frame_stack = 4,
     human_cost = 75, human_scale = 175, expert_std = 0.1,
-    hidden = { 256, 256 }, policy_seed = 17, demo_episodes = 2, initial_steps = 400,
+    hidden = { 256, 256 }, policy_seed = 17, demo_episodes = 1, initial_steps = 60,
   },
 }
 
