@@ -306,26 +306,27 @@ end)
 
 T.test("mc: converges to the quadrature like 1/sqrt(N) (fixed seed, statistical bound)", function()
   local gen = M.Generator(2024)
-  local B, D = 16, 3
+  local B, D = 64, 3
   local mu = M.randn({ B, D }, gen, "float64") * 0.5
   local lsd = M.randn({ B, D }, gen, "float64") * 0.2
   local m = mu + M.randn({ B, D }, gen, "float64") * 0.5
   local ls = lsd + M.randn({ B, D }, gen, "float64") * 0.2 - 0.3
   local args = { mu = mu, log_sd = lsd, mental_mu = m, mental_log_sd = ls, cost = 1.0, scale = 1.0 }
   local exact = flat(I.gaussian(args).p)
-  local rms = {}
+  -- rms error over the 64 states times sqrt(N): about 0.3 for these states whatever N
+  -- (measured over seeds: 0.25 to 0.35). A bias would make it grow with N, a wrong
+  -- rate drift; the band [0.15, 0.5] is several standard errors wide.
+  local scaled = {}
   for _, n in ipairs { 64, 1024, 16384 } do
     args.method, args.samples, args.generator = "mc", n, M.Generator(n)
     local p = flat(I.gaussian(args).p)
     local acc = 0
     for i = 1, B do acc = acc + (p[i] - exact[i]) ^ 2 end
-    rms[n] = math.sqrt(acc / B)
-    -- the per-state standard deviation of the estimator is below 1/sqrt(N) here
-    -- (Phi in [0, 1], plus the inner mean's noise); 3 sd is the bound
-    T.truthy(rms[n] <= 3 / math.sqrt(n), ("N = %d: rms error %.3g above 3/sqrt(N) = %.3g"):format(n, rms[n], 3 / math.sqrt(n)))
+    scaled[#scaled + 1] = math.sqrt(acc / B) * math.sqrt(n)
+    T.truthy(scaled[#scaled] > 0.15 and scaled[#scaled] < 0.5,
+      ("N = %d: rms error x sqrt(N) = %.3g outside [0.15, 0.5]"):format(n, scaled[#scaled]))
   end
-  -- 256x more samples: the error shrinks about 16x; ask for at least 5x
-  T.truthy(rms[16384] < rms[64] / 5, ("rms %.3g (N=64) -> %.3g (N=16384)"):format(rms[64], rms[16384]))
+  print(("# mc rms error x sqrt(N): N=64 %.3f, N=1024 %.3f, N=16384 %.3f"):format(table.unpack(scaled)))
   -- the MC graph is differentiable (reparameterised)
   local mug = mu:clone():requires_grad(true)
   args.mu, args.samples, args.generator = mug, 256, M.Generator(5)

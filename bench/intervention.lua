@@ -1,0 +1,169 @@
+-- bench/intervention.lua - a full MILE training step and batch-1 inference.
+--   mile bench/intervention.lua [--threads N] [--steps N] [NAME ...]
+-- Prints one JSON object per line:
+--   {"bench": NAME, "ms": median ms per step, "p10_ms": .., "p90_ms": .., "batch": ..,
+--    "iv_ms": .., "threads": ..}
+-- NAMEs:
+--   discrete_train_b1024, discrete_train_b64  policy + mental model (each an MLP 8 ->
+--       [256, 256] -> 4 logits), intervention model, loss "paper", backward, Adam
+--       over both networks
+--   gaussian_train_b1024, gaussian_train_b64  the same with obs 156 and a diagonal
+--       Gaussian of 4 dims (each MLP outputs mean and log-std: 156 -> [256, 256] -> 8),
+--       p(s) by quadrature
+--   inference_3nets_b1  what the simulated human does at each rollout step: forward of
+--       the robot policy, the expert and the ground-truth mental model at batch 1, and
+--       the intervention probability, under no_grad
+-- iv_ms is the intervention part alone (model + loss forward and backward on the
+-- networks' outputs, detached), so the remainder is networks and optimiser.
+-- Uses every core by default (OpenBLAS's default); --threads N sets OpenBLAS's count.
+local T = require "mile.tensor"
+local nn = require "mile.nn"
+local optim = require "mile.optim"
+local ag = require "mile.autograd"
+local I = require "mile.intervention"
+local sys = require "mile.sys"
+
+local threads, steps_override, only = nil, nil, {}
+do
+  local i = 1
+  while i <= #arg do
+    if arg[i] == "--threads" then threads = tonumber(arg[i + 1]); i = i + 1
+    elseif arg[i] == "--steps" then steps_override = tonumber(arg[i + 1]); i = i + 1
+    else only[arg[i]] = true end
+    i = i + 1
+  end
+end
+if threads then sys.set_num_threads(threads) end
+
+local function quantile(xs, q)
+  local s = {}
+  for i, v in ipairs(xs) do s[i] = v end
+  table.sort(s)
+  local pos = 1 + (#s - 1) * q
+  local lo = math.floor(pos)
+  local hi = math.min(lo + 1, #s)
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+end
+
+-- median, p10, p90 of the per-step time in ms (steps timed one by one after a warm-up)
+local function time_steps(step, n, warmup)
+  for _ = 1, warmup do step() end
+  collectgarbage("collect")
+  local ms = {}
+  for i = 1, n do
+    local t0 = sys.monotonic()
+    step()
+    ms[i] = (sys.monotonic() - t0) * 1e3
+  end
+  return quantile(ms, 0.5), quantile(ms, 0.1), quantile(ms, 0.9)
+end
+
+-- batch-1 steps are timed in groups (the clock's own cost would show)
+local function time_grouped(step, n, group)
+  for _ = 1, 200 do step() end
+  local ms = {}
+  for i = 1, n do
+    local t0 = sys.monotonic()
+    for _ = 1, group do step() end
+    ms[i] = (sys.monotonic() - t0) * 1e3 / group
+  end
+  return quantile(ms, 0.5), quantile(ms, 0.1), quantile(ms, 0.9)
+end
+
+local function emit(name, fields)
+  local parts = { ('"bench": "%s"'):format(name) }
+  for _, kv in ipairs(fields) do
+    local v = kv[2]
+    parts[#parts + 1] = ('"%s": %s'):format(kv[1], math.type(v) == "integer" and tostring(v) or ("%.4g"):format(v))
+  end
+  print("{" .. table.concat(parts, ", ") .. "}")
+  io.stdout:flush()
+end
+
+local function random_actions(gen, B, A)
+  local v = {}
+  for i = 1, B do v[i] = gen:integer(0, A - 1) end
+  return T.from(v)
+end
+
+local function flags(gen, B)
+  local v = {}
+  for i = 1, B do v[i] = gen:uniform() < 0.3 and 1 or 0 end
+  return T.from(v)
+end
+
+-- one training step of MILE: returns step() and iv_step() (the intervention part alone)
+local function setup_train(kind, B)
+  local gen = T.Generator(1)
+  local obs, out = kind == "discrete" and 8 or 156, kind == "discrete" and 4 or 8
+  local policy = nn.MLP { input = obs, hidden = { 256, 256 }, output = out, generator = gen }
+  local mental = nn.MLP { input = obs, hidden = { 256, 256 }, output = out, generator = gen }
+  local params = policy:parameters()
+  for _, p in ipairs(mental:parameters()) do params[#params + 1] = p end
+  local opt = optim.Adam(params, { lr = 1e-4 })
+  local x = T.randn({ B, obs }, gen)
+  local nu = flags(gen, B)
+  local ah = kind == "discrete" and random_actions(gen, B, 4) or T.randn({ B, 4 }, gen)
+  local function model(po, mo)
+    if kind == "discrete" then
+      return I.discrete { policy_logits = po, mental_logits = mo, cost = 1.0, scale = 1.0 }
+    end
+    return I.gaussian { mu = po:narrow(2, 1, 4), log_sd = po:narrow(2, 5, 4), mental_mu = mo:narrow(2, 1, 4),
+                        mental_log_sd = mo:narrow(2, 5, 4), cost = 1.0, scale = 1.0 }
+  end
+  local function step()
+    opt:zero_grad()
+    local m = model(policy(x), mental(x))
+    local l = I.loss { model = m, variant = "paper", lambda = 0.5, nu = nu, human_action = ah }
+    l.loss:backward()
+    opt:step()
+  end
+  local po = ag.no_grad(function() return policy(x) end):requires_grad(true)
+  local mo = ag.no_grad(function() return mental(x) end):requires_grad(true)
+  local function iv_step()
+    po:zero_grad(); mo:zero_grad()
+    local l = I.loss { model = model(po, mo), variant = "paper", lambda = 0.5, nu = nu, human_action = ah }
+    l.loss:backward()
+  end
+  return step, iv_step
+end
+
+local function setup_inference()
+  local gen = T.Generator(2)
+  local robot = nn.MLP { input = 8, hidden = { 256, 256 }, output = 4, generator = gen }
+  local expert = nn.MLP { input = 8, hidden = { 256, 256 }, output = 4, generator = gen }
+  local mental = nn.MLP { input = 8, hidden = { 256, 256 }, output = 4, generator = gen }
+  local x = T.randn({ 1, 8 }, gen)
+  local sink = 0
+  return function()
+    local _ <close> = ag.no_grad()
+    local a = robot(x)
+    local m = I.discrete { policy_logits = expert(x), mental_logits = mental(x), cost = 1.0, scale = 1.0 }
+    sink = sink + m.logp[1] + a[1][1]
+  end
+end
+
+local BENCHES = {
+  { name = "discrete_train_b1024", kind = "discrete", batch = 1024, steps = 200 },
+  { name = "discrete_train_b64", kind = "discrete", batch = 64, steps = 1000 },
+  { name = "gaussian_train_b1024", kind = "gaussian", batch = 1024, steps = 200 },
+  { name = "gaussian_train_b64", kind = "gaussian", batch = 64, steps = 1000 },
+  { name = "inference_3nets_b1", kind = "inference", batch = 1, steps = 200 },
+}
+
+local nthreads = sys.num_threads()
+for _, b in ipairs(BENCHES) do
+  if next(only) == nil or only[b.name] then
+    local n = steps_override or b.steps
+    if b.kind == "inference" then
+      local med, p10, p90 = time_grouped(setup_inference(), n, 100)
+      emit(b.name, { { "ms", med }, { "p10_ms", p10 }, { "p90_ms", p90 }, { "batch", 1 }, { "threads", nthreads } })
+    else
+      local step, iv_step = setup_train(b.kind, b.batch)
+      local med, p10, p90 = time_steps(step, n, 20)
+      local iv = time_steps(iv_step, n, 20)
+      emit(b.name, { { "ms", med }, { "p10_ms", p10 }, { "p90_ms", p90 }, { "batch", b.batch }, { "iv_ms", iv },
+                     { "threads", nthreads } })
+    end
+  end
+end
