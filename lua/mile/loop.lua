@@ -221,8 +221,10 @@ function Run:predicted_rate(first, last)
   end)
 end
 
--- The policy alone, deterministic, on the fixed evaluation states.
-function Run:evaluate(episodes)
+-- The policy alone, deterministic, on the fixed evaluation states. act(obs) -> action
+-- replaces the robot policy (e.g. to score the expert on the same states).
+function Run:evaluate(episodes, act)
+  act = act or function(obs) return policy.act(self.policy, obs, true) end
   local env = self.eval_env
   local wins, ret, len = 0, 0, 0
   for i = 1, episodes do
@@ -230,7 +232,7 @@ function Run:evaluate(episodes)
     local done, t = false, 0
     while not done do
       local reward, term, trunc, info
-      obs, reward, term, trunc, info = env:step(policy.act(self.policy, obs, true))
+      obs, reward, term, trunc, info = env:step(act(obs))
       ret, t = ret + reward, t + 1
       if info.success then wins = wins + 1 end
       done = term or trunc or info.success or t >= self.cfg.max_episode_steps
