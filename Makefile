@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps build run test asan bench install clean
+.PHONY: deps build run test asan valgrind bench install clean
 
 deps:
 	@scripts/setup-deps.sh
@@ -25,6 +25,15 @@ asan: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -LE nosan
 
+# A short training run under valgrind (valgrind cannot run -march=native AVX-512 code,
+# hence a separate build without it).
+valgrind: deps
+	cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMILE_NATIVE=OFF -DMILE_BUILD_TESTS=OFF
+	cmake --build build-vg -j $(JOBS)
+	valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 \
+	  build-vg/mile scripts/cli/train.lua scripts/configs/lunarlander.lua --set rounds=1 \
+	  --set episodes_per_round=1 --set epochs=1 --set eval_episodes=1 --set progress=false --out build-vg/runs
+
 bench: build
 	for f in bench/*.lua; do $(BUILD)/mile $$f; done
 
@@ -32,4 +41,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-vg
