@@ -15,7 +15,6 @@
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -842,81 +841,6 @@ static char *header_line(const mile_dataset *ds) {
   return s;
 }
 
-/* An output file and the first failure writing it. */
-typedef struct sink {
-  FILE *f;
-  char *tmp;        /* the temporary file's name */
-  int err;          /* errno of the first failure, 0 while none */
-  const char *step; /* what failed */
-} sink;
-
-static void sink_write(sink *s, const void *p, size_t n) {
-  if (s->err || n == 0) return;
-  errno = 0;
-  if (fwrite(p, 1, n, s->f) != n) s->err = errno ? errno : EIO, s->step = "write";
-}
-
-static mile_status sink_open(sink *s, const char *path, const char *fname) {
-  static atomic_uint counter;
-  memset(s, 0, sizeof *s);
-  size_t size = strlen(path) + 64;
-  s->tmp = malloc(size);
-  if (!s->tmp) return mile_err_nomem(fname);
-  int fd = -1;
-  for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-    snprintf(s->tmp, size, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-    fd = open(s->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) break;
-  }
-  if (fd < 0) {
-    mile_status st = mile_set_error(MILE_ERR_IO, "%s: cannot create a temporary file next to it: %s", path,
-                                    strerror(errno));
-    free(s->tmp);
-    s->tmp = NULL;
-    return st;
-  }
-  s->f = fdopen(fd, "wb");
-  if (!s->f) {
-    mile_status st = mile_set_error(MILE_ERR_IO, "%s: %s", s->tmp, strerror(errno));
-    close(fd);
-    unlink(s->tmp);
-    free(s->tmp);
-    s->tmp = NULL;
-    return st;
-  }
-  setvbuf(s->f, NULL, _IOFBF, CHUNK);
-  return MILE_OK;
-}
-
-/* Make a rename durable: fsync the directory holding path (best effort). */
-static void sync_directory(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char dir[4096];
-  if (!slash) snprintf(dir, sizeof dir, ".");
-  else if (slash == path) snprintf(dir, sizeof dir, "/");
-  else if ((size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-  else return;
-  int fd = open(dir, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  fsync(fd);
-  close(fd);
-}
-
-/* Flush, fsync, close and rename the temporary file over path (commit), or remove it
- * (st != MILE_OK or a write failed). */
-static mile_status sink_close(sink *s, const char *path, mile_status st) {
-  if (st == MILE_OK && !s->err && fflush(s->f) != 0) s->err = errno ? errno : EIO, s->step = "write";
-  if (st == MILE_OK && !s->err && fsync(fileno(s->f)) != 0) s->err = errno, s->step = "fsync";
-  if (fclose(s->f) != 0 && st == MILE_OK && !s->err) s->err = errno, s->step = "close";
-  if (st == MILE_OK && !s->err && rename(s->tmp, path) != 0) s->err = errno, s->step = "rename";
-  if (st == MILE_OK && s->err) st = mile_set_error(MILE_ERR_IO, "%s: %s failed: %s", path, s->step, strerror(s->err));
-  if (st != MILE_OK) unlink(s->tmp);
-  else sync_directory(path);
-  free(s->tmp);
-  s->tmp = NULL;
-  return st;
-}
-
 /* v as "%.17g" would print it, into buf (at least 32 bytes); returns the length.
  * Integers below 1e15 (episode, t, flags, discrete actions: most fields of most
  * datasets) take a fast path with the same output as "%.17g"; -0 keeps its sign. */
@@ -936,7 +860,7 @@ static size_t format_double(char *buf, double v) {
 }
 
 /* Rows from..to-1 as CSV lines. */
-static mile_status write_rows(sink *s, const mile_dataset *ds, int64_t from, int64_t to, const char *fname) {
+static mile_status write_rows(mile_sink *s, const mile_dataset *ds, int64_t from, int64_t to, const char *fname) {
   if (from >= to) return MILE_OK;
   size_t size = (size_t)ds->cols * 32 + 2;
   char *line = malloc(size);
@@ -948,7 +872,7 @@ static mile_status write_rows(sink *s, const mile_dataset *ds, int64_t from, int
       o += format_double(line + o, row[c]);
       line[o++] = c + 1 < ds->cols ? ',' : '\n';
     }
-    sink_write(s, line, o);
+    mile_sink_write(s, line, o);
   }
   free(line);
   return MILE_OK;
@@ -958,19 +882,19 @@ static mile_status write_rows(sink *s, const mile_dataset *ds, int64_t from, int
 static mile_status write_new(const mile_dataset *ds, const char *path, int64_t from, const char *fname) {
   char *header = header_line(ds);
   if (!header) return mile_err_nomem(fname);
-  sink s;
-  mile_status st = sink_open(&s, path, fname);
+  mile_sink s;
+  mile_status st = mile_sink_open(&s, path, NULL);
   if (st != MILE_OK) {
     free(header);
     return st;
   }
   c_locale loc;
   c_locale_enter(&loc);
-  sink_write(&s, header, strlen(header));
+  mile_sink_write(&s, header, strlen(header));
   free(header);
   st = write_rows(&s, ds, from, ds->rows, fname);
   c_locale_leave(&loc);
-  return sink_close(&s, path, st);
+  return mile_sink_close(&s, path, NULL, st);
 }
 
 mile_status mile_dataset_save(const mile_dataset *ds, const char *path) {
@@ -1069,8 +993,8 @@ mile_status mile_dataset_append_file(const mile_dataset *ds, const char *path, i
     return st;
   }
   /* copy the old file, then the new rows, into a temporary file renamed over it */
-  sink s;
-  st = sink_open(&s, path, FN);
+  mile_sink s;
+  st = mile_sink_open(&s, path, NULL);
   if (st == MILE_OK) {
     fchmod(fileno(s.f), sb.st_mode & 07777);
     if (lseek(fd, 0, SEEK_SET) != 0) s.err = errno, s.step = "seek";
@@ -1080,13 +1004,13 @@ mile_status mile_dataset_append_file(const mile_dataset *ds, const char *path, i
       if (k < 0 && errno == EINTR) continue;
       if (k < 0) s.err = errno, s.step = "read";
       if (k <= 0) break;
-      sink_write(&s, buf, (size_t)k);
+      mile_sink_write(&s, buf, (size_t)k);
     }
     c_locale loc;
     c_locale_enter(&loc);
     st = write_rows(&s, ds, from_row, ds->rows, FN);
     c_locale_leave(&loc);
-    st = sink_close(&s, path, st);
+    st = mile_sink_close(&s, path, NULL, st);
   }
   free(header);
   free(buf);

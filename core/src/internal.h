@@ -3,6 +3,7 @@
 #define MILE_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "mile/mile.h"
@@ -30,6 +31,22 @@ const char *mile_dims_str(int32_t ndim, const int64_t *shape, char *buf, size_t 
  * out of memory); freed blocks are cached for reuse. */
 void *mile_storage_alloc(size_t nbytes);
 void mile_storage_free(void *data, size_t nbytes);
+
+/* ---- atomic files (atomic_file.c) ------------------------------------------ */
+/* A file being written to a temporary beside its target; committed by a rename. */
+typedef struct mile_sink {
+  FILE *f;
+  char *tmp;        /* the temporary file's name */
+  int err;          /* errno of the first failed write, 0 while none */
+  const char *step; /* what failed: "write", "fsync", "close", "rename" */
+} mile_sink;
+/* Messages start with "who: path: " (or "path: " when who is NULL or ""). */
+mile_status mile_sink_open(mile_sink *s, const char *path, const char *who);
+/* Buffered write; the first failure is kept and reported by mile_sink_close. */
+void mile_sink_write(mile_sink *s, const void *p, size_t n);
+/* Commit (st == MILE_OK and every write succeeded: fsync, rename, fsync the
+ * directory) or remove the temporary file. Returns the final status. */
+mile_status mile_sink_close(mile_sink *s, const char *path, const char *who, mile_status st);
 
 /* ---- tensors -------------------------------------------------------------- */
 /* A new tensor header (refcount 1) viewing `storage` (retained). */

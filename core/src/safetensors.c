@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -636,56 +635,26 @@ static mile_status build_header(const char *path, int32_t count, const char *con
   return st;
 }
 
-/* The output file and the first failure writing it. */
-typedef struct sink {
-  FILE *f;
-  int err;          /* errno of the first failure, 0 while none */
-  const char *step; /* what failed: "write", "fsync", ... */
-} sink;
-
-static void sink_write(sink *s, const void *p, size_t n) {
-  if (s->err || n == 0) return;
-  errno = 0;
-  if (fwrite(p, 1, n, s->f) != n) {
-    s->err = errno ? errno : EIO;
-    s->step = "write";
-  }
-}
-
 /* Write one tensor's elements, row-major, little-endian. */
-static mile_status write_tensor(sink *s, mile_tensor *t) {
+static mile_status write_tensor(mile_sink *s, mile_tensor *t) {
   mile_tensor *c;
   MILE_TRY(mile_contiguous(&c, t));
   size_t esize = mile_dtype_size(c->dtype);
   size_t nbytes = (size_t)mile_numel(c) * esize;
   const unsigned char *p = mile_data(c);
   if (host_is_little_endian()) {
-    sink_write(s, p, nbytes);
+    mile_sink_write(s, p, nbytes);
   } else {
     unsigned char chunk[4096];
     for (size_t done = 0; done < nbytes && !s->err; done += sizeof chunk) {
       size_t k = nbytes - done < sizeof chunk ? nbytes - done : sizeof chunk;
       memcpy(chunk, p + done, k);
       swap_bytes(chunk, k / esize, esize);
-      sink_write(s, chunk, k);
+      mile_sink_write(s, chunk, k);
     }
   }
   mile_tensor_release(c);
   return MILE_OK;
-}
-
-/* Make the rename durable: fsync the directory holding path (best effort). */
-static void sync_directory(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char dir[4096];
-  if (!slash) snprintf(dir, sizeof dir, ".");
-  else if (slash == path) snprintf(dir, sizeof dir, "/");
-  else if ((size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-  else return;
-  int fd = open(dir, O_RDONLY);
-  if (fd < 0) return;
-  fsync(fd);
-  close(fd);
 }
 
 mile_status mile_safetensors_save(const char *path, int32_t count, const char *const *names,
@@ -705,55 +674,17 @@ mile_status mile_safetensors_save(const char *path, int32_t count, const char *c
   unsigned char lenbuf[8];
   store_u64le(lenbuf, (uint64_t)(hlen + pad));
 
-  /* a fresh temporary file next to the target; O_EXCL so that we never reuse one */
-  static atomic_uint counter;
-  size_t tmp_size = strlen(path) + 64;
-  char *tmp = malloc(tmp_size);
-  if (!tmp) {
-    free(header);
-    return mile_set_error(MILE_ERR_NOMEM, "%s: %s: out of memory", SAVE, path);
-  }
-  char ebuf[128];
-  int fd = -1;
-  for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-    snprintf(tmp, tmp_size, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) break;
-  }
-  if (fd < 0) {
-    mile_status st = mile_set_error(MILE_ERR_IO, "%s: %s: cannot create a temporary file: %s", SAVE, path,
-                                    sys_error(errno, ebuf, sizeof ebuf));
-    free(tmp);
+  mile_sink s;
+  mile_status st = mile_sink_open(&s, path, SAVE);
+  if (st != MILE_OK) {
     free(header);
     return st;
   }
-  FILE *f = fdopen(fd, "wb");
-  if (!f) {
-    mile_status st = mile_set_error(MILE_ERR_IO, "%s: %s: %s", SAVE, tmp, sys_error(errno, ebuf, sizeof ebuf));
-    close(fd);
-    unlink(tmp);
-    free(tmp);
-    free(header);
-    return st;
-  }
-
-  sink s = {.f = f};
-  sink_write(&s, lenbuf, 8);
-  sink_write(&s, header, hlen);
+  mile_sink_write(&s, lenbuf, 8);
+  mile_sink_write(&s, header, hlen);
   free(header);
   static const char spaces[8] = "        ";
-  sink_write(&s, spaces, pad);
-  mile_status st = MILE_OK;
+  mile_sink_write(&s, spaces, pad);
   for (int32_t i = 0; i < count && !s.err && st == MILE_OK; i++) st = write_tensor(&s, tensors[i]);
-  errno = 0;
-  if (!s.err && fflush(f) != 0) s.err = errno ? errno : EIO, s.step = "write";
-  if (!s.err && fsync(fileno(f)) != 0) s.err = errno, s.step = "fsync";
-  if (fclose(f) != 0 && !s.err) s.err = errno, s.step = "close";
-  if (st == MILE_OK && !s.err && rename(tmp, path) != 0) s.err = errno, s.step = "rename";
-  if (st == MILE_OK && s.err)
-    st = mile_set_error(MILE_ERR_IO, "%s: %s: %s failed: %s", SAVE, path, s.step, sys_error(s.err, ebuf, sizeof ebuf));
-  if (st != MILE_OK) unlink(tmp);
-  else sync_directory(path);
-  free(tmp);
-  return st;
+  return mile_sink_close(&s, path, SAVE, st);
 }
