@@ -1,6 +1,6 @@
 -- scripts/main.lua - the main job of `make run`: MILE and the baselines on
--- LunarLander-v3 with the default config embedded below, the same seeds for every
--- method, and a comparison table at the end.
+-- LunarLander-v3 with the default config (scripts/configs/lunarlander.lua), the same
+-- seeds for every method, and a comparison table at the end.
 --
 --   mile scripts/main.lua [--seeds N] [--out DIR]
 --
@@ -9,20 +9,11 @@
 local loop = require "mile.loop"
 local sys = require "mile.sys"
 local report = require "mile.report"
+local config = require "mile.config"
 
-local CONFIG = {
-  env = "LunarLander-v3",
-  rounds = 8,
-  episodes_per_round = 2,
-  epochs = 20,
-  batch_size = 256,
-  lr = 1e-3,
-  eval_episodes = 50,
-  loss = { variant = "paper", lambda = 0.5 },
-  human = { cost = 3, scale = 1 },
-  learner = { cost = 3, scale = 1 },
-  progress = false,
-}
+local here = arg[0]:match("^(.*)/[^/]*$") or "."
+local CONFIG = config.load_file(here .. "/configs/lunarlander.lua")
+CONFIG.progress = false
 local METHODS = { "mile", "hg_dagger", "iwr", "bc" }
 
 local seeds, out = 3, "runs"
@@ -53,43 +44,14 @@ for _, method in ipairs(METHODS) do
   end
 end
 
--- mean and standard deviation over seeds, per round
-local function stats(values)
-  local n, s, ss = #values, 0, 0
-  for _, v in ipairs(values) do s = s + v end
-  local mean = s / n
-  for _, v in ipairs(values) do ss = ss + (v - mean) ^ 2 end
-  return mean, n > 1 and math.sqrt(ss / (n - 1)) or 0
-end
-
+local init = {}
+for i, run in ipairs(results.mile) do init[i] = run.initial.success end
 local lines = {
   ("Success rate (policy alone, %d evaluation episodes) after each round, mean ± sd over %d seeds;")
     :format(CONFIG.eval_episodes, seeds),
-  "interventions: total human-controlled steps over all rounds (mean).", "",
-  "| method | initial | " .. (function()
-    local r = {}
-    for i = 1, CONFIG.rounds do r[i] = "r" .. i end
-    return table.concat(r, " | ")
-  end)() .. " | interventions |",
-  "|---|---|" .. string.rep("---|", CONFIG.rounds) .. "---|",
+  ("initial policy %.2f; interventions: human-controlled steps over all rounds."):format((report.mean_sd(init))), "",
+  report.seed_table(results, METHODS, CONFIG.rounds),
 }
-for _, method in ipairs(METHODS) do
-  local runs = results[method]
-  local cells = {}
-  local init = {}
-  for i, run in ipairs(runs) do init[i] = run.initial.success end
-  cells[1] = ("%.2f"):format((stats(init)))
-  for r = 1, CONFIG.rounds do
-    local v = {}
-    for i, run in ipairs(runs) do v[i] = run.metrics[r].success end
-    local m, sd = stats(v)
-    cells[#cells + 1] = ("%.2f ± %.2f"):format(m, sd)
-  end
-  local iv = {}
-  for i, run in ipairs(runs) do iv[i] = run.metrics[#run.metrics].interventions_total end
-  cells[#cells + 1] = ("%.0f"):format((stats(iv)))
-  lines[#lines + 1] = ("| %s | %s |"):format(method, table.concat(cells, " | "))
-end
 local text = table.concat(lines, "\n")
 print("\n" .. text)
 print(("\n%d runs in %.0f s; per-run reports in %s/*/report.md"):format(#METHODS * seeds, sys.monotonic() - t0, root))

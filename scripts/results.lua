@@ -14,6 +14,7 @@ local nn = require "mile.nn"
 local envs = require "mile.envs"
 local policy = require "mile.policy"
 local tasks = require "mile.tasks"
+local report = require "mile.report"
 
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
 local seeds, out, doc = 5, "runs/results", here .. "/../docs/results.md"
@@ -28,14 +29,6 @@ for i = 1, #args do
     task_files = {}
     for t in args[i + 1]:gmatch("[^,]+") do task_files[#task_files + 1] = t end
   end
-end
-
-local function stats(values)
-  local n, s, ss = #values, 0, 0
-  for _, v in ipairs(values) do s = s + v end
-  local mean = s / n
-  for _, v in ipairs(values) do ss = ss + (v - mean) ^ 2 end
-  return mean, n > 1 and math.sqrt(ss / (n - 1)) or 0
 end
 
 -- The expert acting alone on the runs' evaluation states.
@@ -82,25 +75,7 @@ for _, tf in ipairs(task_files) do
     ("Expert (%s) success %.2f; initial policy success %.2f."):format(
       tasks.get(cfg.env).discrete and "the cloned network, greedy" or "the scripted controller", expert, initial), "",
   }
-  local head = { "| method |" }
-  for r = 1, cfg.rounds do head[#head + 1] = (" r%d |"):format(r) end
-  head[#head + 1] = " interventions |"
-  lines[#lines + 1] = table.concat(head)
-  lines[#lines + 1] = "|---|" .. string.rep("---|", cfg.rounds + 1)
-  for _, method in ipairs(METHODS) do
-    local cells = { "| " .. method .. " |" }
-    for r = 1, cfg.rounds do
-      local v = {}
-      for i, run in ipairs(results[method]) do v[i] = run.metrics[r].success end
-      local m, sd = stats(v)
-      cells[#cells + 1] = (" %.2f ± %.2f |"):format(m, sd)
-    end
-    local iv = {}
-    for i, run in ipairs(results[method]) do iv[i] = run.metrics[#run.metrics].interventions_total end
-    local m, sd = stats(iv)
-    cells[#cells + 1] = (" %.0f ± %.0f |"):format(m, sd)
-    lines[#lines + 1] = table.concat(cells)
-  end
+  lines[#lines + 1] = report.seed_table(results, METHODS, cfg.rounds)
   -- calibration of MILE's learned model: predicted vs observed rate per round
   lines[#lines + 1] = ""
   lines[#lines + 1] = "MILE's learned intervention model, mean over seeds: predicted rate on the round's states (before"
@@ -111,7 +86,7 @@ for _, tf in ipairs(task_files) do
   for r = 1, cfg.rounds do
     local p, o = {}, {}
     for i, run in ipairs(results.mile) do p[i], o[i] = run.metrics[r].predicted_rate, run.metrics[r].intervention_rate end
-    lines[#lines + 1] = ("| %d | %.3f | %.3f |"):format(r, (stats(p)), (stats(o)))
+    lines[#lines + 1] = ("| %d | %.3f | %.3f |"):format(r, (report.mean_sd(p)), (report.mean_sd(o)))
   end
   lines[#lines + 1] = ""
   sections[#sections + 1] = table.concat(lines, "\n")

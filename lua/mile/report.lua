@@ -61,6 +61,37 @@ function M.write(run)
   sys.write_atomic(dir .. "/report.md", table.concat(text, "\n"))
 end
 
+--- Mean and sample standard deviation of a list of numbers.
+function M.mean_sd(values)
+  local n, s, ss = #values, 0, 0
+  for _, v in ipairs(values) do s = s + v end
+  local mean = s / n
+  for _, v in ipairs(values) do ss = ss + (v - mean) ^ 2 end
+  return mean, n > 1 and math.sqrt(ss / (n - 1)) or 0
+end
+
+--- Markdown table of methods over seeds: success after each round (mean ± sd) and
+--- interventions used. results[method] is a list of finished runs (one per seed).
+function M.seed_table(results, methods, rounds)
+  local head = { "| method |" }
+  for r = 1, rounds do head[#head + 1] = (" r%d |"):format(r) end
+  head[#head + 1] = " interventions |"
+  local lines = { table.concat(head), "|---|" .. string.rep("---|", rounds + 1) }
+  for _, method in ipairs(methods) do
+    local cells = { "| " .. method .. " |" }
+    for r = 1, rounds do
+      local v = {}
+      for i, run in ipairs(results[method]) do v[i] = run.metrics[r].success end
+      cells[#cells + 1] = (" %.2f ± %.2f |"):format(M.mean_sd(v))
+    end
+    local iv = {}
+    for i, run in ipairs(results[method]) do iv[i] = run.metrics[#run.metrics].interventions_total end
+    cells[#cells + 1] = (" %.0f ± %.0f |"):format(M.mean_sd(iv))
+    lines[#lines + 1] = table.concat(cells)
+  end
+  return table.concat(lines, "\n")
+end
+
 --- A comparison table of finished runs {label = run} (final round of each).
 function M.compare(runs, order)
   local lines = {
