@@ -7,6 +7,8 @@ local loop = require "mile.loop"
 local sys = require "mile.sys"
 
 local MILE = arg[-1]
+local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/[^/]*$") or "."
+local LUNAR = ROOT .. "/scripts/configs/lunarlander.lua"
 local tmp = os.tmpname()
 os.remove(tmp)
 assert(sys.mkdir(tmp))
@@ -127,7 +129,7 @@ end)
 T.test("a run killed with SIGKILL resumes and ends with the same metrics", function()
   local cfg = "rounds=4"
   local function train(dir, extra)
-    return ("%s train scripts/configs/lunarlander.lua --set %s --set eval_episodes=3 --set episodes_per_round=1 " ..
+    return ("%s train " .. LUNAR .. " --set %s --set eval_episodes=3 --set episodes_per_round=1 " ..
       "--set epochs=3 --set progress=false --dir %s %s"):format(MILE, cfg, dir, extra or "")
   end
   local a, b = tmp .. "/whole", tmp .. "/killed"
@@ -152,7 +154,7 @@ T.test("config errors name the key", function()
   T.raises(function() loop.resolve({}, { "loss.lamda=0.3" }) end, "unknown key 'loss.lamda'.*did you mean 'loss.lambda'")
   T.raises(function() loop.resolve { method = "dagger" } end, "'method' must be one of")
   T.raises(function() loop.resolve { env = "CartPole-v1" } end, "'env'")
-  local out = io.popen(MILE .. " train scripts/configs/lunarlander.lua --set foo=1 2>&1"):read("a")
+  local out = io.popen(MILE .. " train " .. LUNAR .. " --set foo=1 2>&1"):read("a")
   T.truthy(out:find("unknown key 'foo'", 1, true), out)
 end)
 
