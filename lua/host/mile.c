@@ -47,17 +47,24 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "interrupted!");
 }
 
-/* lua_sethook is the one Lua call documented as safe inside a signal handler. The
- * handler is installed with SA_RESETHAND, so a second Ctrl-C while the hook cannot
- * run (a long C call) kills the process the usual way. */
-static void on_sigint_running(int sig) {
-  (void)sig;
-  lua_sethook(running_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+/* lua_sethook is the one Lua call documented as safe inside a signal handler. */
+void host_interrupt(lua_State *L) {
+  lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
 }
 
-/* Message handler: append a traceback to string errors; give other error objects
- * their __tostring or a description. */
-static int msghandler(lua_State *L) {
+void host_interrupt_clear(lua_State *L) {
+  if (lua_gethook(L) == stop_hook)
+    lua_sethook(L, NULL, 0, 0);
+}
+
+/* The handler is installed with SA_RESETHAND, so a second Ctrl-C while the hook
+ * cannot run (a long C call) kills the process the usual way. */
+static void on_sigint_running(int sig) {
+  (void)sig;
+  host_interrupt(running_L);
+}
+
+int host_msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
@@ -72,7 +79,7 @@ int host_docall(lua_State *L, int narg, int nres) {
   int base = lua_gettop(L) - narg; /* index of the function */
   struct sigaction sa, old;
   int status;
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, host_msghandler);
   lua_insert(L, base);
   running_L = L;
   memset(&sa, 0, sizeof sa);
@@ -84,8 +91,7 @@ int host_docall(lua_State *L, int narg, int nres) {
   status = lua_pcall(L, narg, nres, base);
   sigaction(SIGINT, &old, NULL);
   /* a Ctrl-C that came as the chunk returned must not stop the next one */
-  if (lua_gethook(L) == stop_hook)
-    lua_sethook(L, NULL, 0, 0);
+  host_interrupt_clear(L);
   lua_remove(L, base);
   return status;
 }
@@ -271,8 +277,12 @@ enum {
   HAS_V = 4,     /* -v, --version */
   HAS_E = 8,     /* -e */
   HAS_NOENV = 16, /* -E */
-  HAS_HELP = 32  /* -h, --help */
+  HAS_HELP = 32, /* -h, --help */
+  HAS_KERNEL = 64 /* --kernel FILE */
 };
+
+/* argv index of the connection file after --kernel */
+static int kernel_arg;
 
 static void print_usage(FILE *f) {
   fprintf(f,
@@ -287,6 +297,7 @@ static void print_usage(FILE *f) {
           "  -h, --help     show this help\n"
           "  -E             ignore environment variables (LUA_PATH, LUA_CPATH)\n"
           "  -W             turn warnings on\n"
+          "  --kernel FILE  run as a Jupyter kernel (FILE: the connection file)\n"
           "  --             stop handling options\n"
           "  -              stop handling options and run stdin\n"
           "Without arguments: the REPL when stdin is a terminal, else run stdin.\n",
@@ -316,6 +327,13 @@ static int collect_options(char **argv, int *script, int *bad) {
     }
     if (strcmp(a, "--help") == 0) {
       flags |= HAS_HELP;
+      continue;
+    }
+    if (strcmp(a, "--kernel") == 0) {
+      if (argv[i + 1] == NULL || argv[i + 1][0] == '-')
+        return flags | HAS_ERROR;
+      flags |= HAS_KERNEL;
+      kernel_arg = ++i;
       continue;
     }
     switch (a[1]) {
@@ -484,7 +502,7 @@ static int pmain(lua_State *L) {
   find_dirs();
   if (flags & HAS_ERROR) {
     const char *a = argv[bad];
-    if ((a[1] == 'e' || a[1] == 'l') && a[2] == '\0')
+    if (((a[1] == 'e' || a[1] == 'l') && a[2] == '\0') || strcmp(a, "--kernel") == 0)
       fprintf(stderr, "%s: '%s' needs an argument\n", host_progname, a);
     else
       fprintf(stderr, "%s: unrecognized option '%s'\n", host_progname, a);
@@ -509,6 +527,14 @@ static int pmain(lua_State *L) {
   lmile_preload(L);
   if (!run_options(L, argv, script))
     return 0;
+  if (flags & HAS_KERNEL) { /* the kernel replaces the script and the REPL */
+    if (script < argc || (flags & HAS_I)) {
+      fprintf(stderr, "%s: --kernel takes no script and no -i\n", host_progname);
+      return 0;
+    }
+    lua_pushboolean(L, host_kernel(L, argv[kernel_arg]) == 0);
+    return 1;
+  }
   if (script < argc && !run_script(L, argv, script))
     return 0;
   if (flags & HAS_I) {

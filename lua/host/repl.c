@@ -217,6 +217,8 @@ static const char *const lua_keywords[] = {
     "in",    "local", "nil",  "not",  "or",     "repeat", "return", "then", "true",    "until", "while",
     NULL};
 
+const char host_completion_breaks[] = " \t\n\"'`@$><=;|&{(,)[]+-*%^~#";
+
 static int is_name_start(char c) { return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
 static int is_identifier(const char *s, size_t len) {
@@ -407,14 +409,18 @@ static void drop_matches(void) {
   match_count = match_next = 0;
 }
 
+int host_complete(lua_State *L, const char *text) {
+  if (!lua_checkstack(L, 4))
+    return LUA_ERRMEM;
+  lua_pushcfunction(L, collect_candidates);
+  lua_pushlightuserdata(L, (void *)text);
+  return lua_pcall(L, 1, 1, 0);
+}
+
 static void gather_matches(const char *text) {
   lua_State *L = completion_L;
   int top = lua_gettop(L);
-  if (!lua_checkstack(L, 4))
-    return;
-  lua_pushcfunction(L, collect_candidates);
-  lua_pushlightuserdata(L, (void *)text);
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+  if (host_complete(L, text) == LUA_OK) {
     size_t n = lua_rawlen(L, -1), i;
     matches = malloc((n > 0 ? n : 1) * sizeof *matches);
     for (i = 0; matches != NULL && i < n; i++) {
@@ -484,9 +490,9 @@ static int compare_strings(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Print "<title> (N):" and the sorted string keys of the table on top of the
- * stack, wrapped at 78 columns. Pops the table. */
-static void print_names(lua_State *L, const char *title) {
+/* Write "<title> (N):" and the sorted string keys of the table on top of the
+ * stack on out, wrapped at 78 columns. Pops the table. */
+static void print_names(lua_State *L, const char *title, FILE *out) {
   int t = lua_gettop(L), names, col = 0;
   size_t n = 0, others = 0, i;
   const char **sorted;
@@ -509,81 +515,108 @@ static void print_names(lua_State *L, const char *title) {
     lua_pop(L, 1);
   }
   qsort(sorted, n, sizeof *sorted, compare_strings);
-  printf("%s (%zu", title, n);
+  fprintf(out, "%s (%zu", title, n);
   if (others > 0)
-    printf(", and %zu key%s that are not strings", others, others == 1 ? "" : "s");
-  fputs("):\n", stdout);
+    fprintf(out, ", and %zu key%s that are not strings", others, others == 1 ? "" : "s");
+  fputs("):\n", out);
   for (i = 0; i < n; i++) {
     int w = (int)strlen(sorted[i]);
     if (col > 0 && col + 2 + w > 78) {
-      fputc('\n', stdout);
+      fputc('\n', out);
       col = 0;
     }
-    col += printf("  %s", sorted[i]);
+    col += fprintf(out, "  %s", sorted[i]);
   }
   if (col > 0)
-    fputc('\n', stdout);
+    fputc('\n', out);
   lua_settop(L, t - 1);
+}
+
+void host_help(lua_State *L, int idx, FILE *out) {
+  int top = lua_gettop(L);
+  lua_pushvalue(L, idx); /* stack: ..., x */
+  idx = top + 1;
+  if (push_doc(L)) {
+    fprintf(out, "%s\n", lua_tostring(L, -1));
+    lua_settop(L, top);
+    return;
+  }
+  switch (lua_type(L, idx)) {
+  case LUA_TFUNCTION: {
+    lua_Debug ar;
+    lua_pushvalue(L, idx);
+    lua_getinfo(L, ">S", &ar);
+    if (ar.what[0] == 'C')
+      fprintf(out, "function (built in, no documentation)\n");
+    else
+      fprintf(out, "function defined at %s:%d (no documentation)\n", ar.short_src, ar.linedefined);
+    break;
+  }
+  case LUA_TTABLE:
+    lua_pushvalue(L, idx);
+    print_names(L, "table fields", out);
+    if (push_lazy_modules(L, idx)) { /* stack: ..., x, list -> ..., x, list, set */
+      lua_Integer i, n = (lua_Integer)lua_rawlen(L, idx + 1);
+      lua_newtable(L);
+      for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx + 1, i);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, idx + 2);
+      }
+      print_names(L, "submodules, loaded on first use", out);
+    }
+    break;
+  case LUA_TUSERDATA:
+    if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING)
+      fprintf(out, "userdata (%s)\n", lua_tostring(L, -1));
+    else
+      fprintf(out, "userdata\n");
+    break;
+  default:
+    fprintf(out, "%s: %s\n", luaL_typename(L, idx), luaL_tolstring(L, idx, NULL));
+    break;
+  }
+  lua_settop(L, idx);
+  /* the methods behind the metatable, for tensors and objects (not strings: the
+   * whole string library would show) */
+  lua_pushvalue(L, idx);
+  if (lua_type(L, idx) != LUA_TSTRING && step_to_methods(L)) { /* stack: ..., x, index */
+    const char *name = NULL;
+    if (luaL_getmetafield(L, idx, "__name") != LUA_TNIL) /* stack: ..., x, index, name */
+      name = lua_tostring(L, -1);
+    lua_pushfstring(L, "%s methods", name != NULL ? name : "metatable");
+    lua_pushvalue(L, idx + 1);
+    print_names(L, lua_tostring(L, -2), out);
+  }
+  lua_settop(L, top);
 }
 
 /* help(x): mile's documentation of x when registered, else what x is. */
 static int l_help(lua_State *L) {
-  if (lua_isnone(L, 1)) {
+  if (lua_isnone(L, 1))
     fputs(repl_help, stdout);
-    return 0;
+  else
+    host_help(L, 1, stdout);
+  return 0;
+}
+
+int host_lookup(lua_State *L, const char *path, size_t len) {
+  const char *p = path, *end = path + len;
+  lua_pushglobaltable(L);
+  for (;;) {
+    const char *seg = p;
+    while (p < end && *p != '.' && *p != ':')
+      p++;
+    if (!is_identifier(seg, (size_t)(p - seg)))
+      break;
+    get_field_raw(L, seg, (size_t)(p - seg));
+    if (lua_isnil(L, -1))
+      break;
+    if (p == end)
+      return 1;
+    p++; /* '.' or ':': both look the name up through tables and __index tables */
   }
-  lua_settop(L, 1);
-  if (push_doc(L)) {
-    printf("%s\n", lua_tostring(L, -1));
-    return 0;
-  }
-  switch (lua_type(L, 1)) {
-  case LUA_TFUNCTION: {
-    lua_Debug ar;
-    lua_pushvalue(L, 1);
-    lua_getinfo(L, ">S", &ar);
-    if (ar.what[0] == 'C')
-      printf("function (built in, no documentation)\n");
-    else
-      printf("function defined at %s:%d (no documentation)\n", ar.short_src, ar.linedefined);
-    break;
-  }
-  case LUA_TTABLE:
-    lua_pushvalue(L, 1);
-    print_names(L, "table fields");
-    if (push_lazy_modules(L, 1)) { /* stack: x, list -> x, list, set */
-      lua_Integer i, n = (lua_Integer)lua_rawlen(L, 2);
-      lua_newtable(L);
-      for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, 2, i);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, 3);
-      }
-      print_names(L, "submodules, loaded on first use");
-    }
-    break;
-  case LUA_TUSERDATA:
-    if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING)
-      printf("userdata (%s)\n", lua_tostring(L, -1));
-    else
-      printf("userdata\n");
-    break;
-  default:
-    printf("%s: %s\n", luaL_typename(L, 1), luaL_tolstring(L, 1, NULL));
-    break;
-  }
-  lua_settop(L, 1);
-  /* the methods behind the metatable, for tensors and objects (not strings: the
-   * whole string library would show) */
-  lua_pushvalue(L, 1);
-  if (lua_type(L, 1) != LUA_TSTRING && step_to_methods(L)) { /* stack: x, index */
-    const char *name = NULL;
-    if (luaL_getmetafield(L, 1, "__name") != LUA_TNIL) /* stack: x, index, name */
-      name = lua_tostring(L, -1);
-    lua_pushfstring(L, "%s methods", name != NULL ? name : "metatable");
-    lua_pushvalue(L, 2);
-    print_names(L, lua_tostring(L, -2));
-  }
+  lua_pop(L, 1);
   return 0;
 }
 
@@ -697,7 +730,7 @@ static void print_results(lua_State *L, int base) {
 
 /* In the REPL, the umbrella module is at hand as the global `mile`. Loading it is
  * best effort: a missing module is silent, a broken one is reported. */
-static void load_mile_global(lua_State *L) {
+void host_load_mile_global(lua_State *L) {
   int status;
   lua_pushglobaltable(L);
   lua_pushliteral(L, "mile");
@@ -725,7 +758,7 @@ static void open_readline(lua_State *L) {
   rl_attempted_completion_function = complete;
   /* '.' and ':' are not word breaks: "mile.tensor.ze" is one word to complete;
    * nor is '/', which readline would skip at the start of a quoted file name */
-  rl_completer_word_break_characters = " \t\n\"'`@$><=;|&{(,)[]+-*%^~#";
+  rl_completer_word_break_characters = host_completion_breaks;
   rl_completer_quote_characters = "\"'";
   using_history();
   stifle_history(HISTORY_MAX);
@@ -756,7 +789,7 @@ void host_repl(lua_State *L) {
   host_progname = NULL; /* errors in the REPL are not prefixed by the program */
   lua_pushcfunction(L, l_help);
   lua_setglobal(L, "help");
-  load_mile_global(L);
+  host_load_mile_global(L);
   if (use_readline)
     open_readline(L);
   while ((status = load_entry(L)) != ENTRY_EOF) {

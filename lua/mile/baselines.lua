@@ -3,8 +3,9 @@
 -- Every method gets the initial demonstrations and, each round, the same number of
 -- minibatch steps: epochs * ceil((demos + dataset rows) / batch_size). A method is a
 -- table {name, uses_mental, train(run, round) -> {steps, loss, j1, j2}} and, for
--- methods with a mental model, intervention_model(run, obs) (the learner's model,
--- differentiable). Add one with baselines.register(method); RL-based baselines
+-- methods with a mental model, intervention_model(run, obs [, rows]) (the learner's
+-- model, differentiable; rows, the dataset rows of obs, feed per-row costs and
+-- temporal models). Add one with baselines.register(method); RL-based baselines
 -- (RLIF, PVP) fit the same table.
 --   bc         the initial demonstrations only (the floor)
 --   hg_dagger  Kelly et al. 2019: demonstrations + the steps where the human was in
@@ -17,6 +18,8 @@
 local T = require "mile.tensor"
 local I = require "mile.intervention"
 local policy = require "mile.policy"
+local schedules = require "mile.schedules"
+local temporal = require "mile.temporal"
 
 local M = {}
 local methods, order = {}, {}
@@ -146,9 +149,13 @@ M.register {
 }
 
 -- The learner's intervention model at obs: policy as pi_h, mental model as pihat.
-local function learner_model(run, obs)
+-- rows (optional): the dataset rows of obs (a Lua list), needed by per-row costs
+-- (run.learner_cost a tensor [N] or a function, mile.schedules) and by temporal
+-- models (run.temporal, mile.temporal: the memory comes from each row's episode).
+local function learner_model(run, obs, rows)
   local cfg = run.cfg
-  local cost, scale = run.learner_cost or cfg["learner.cost"], cfg["learner.scale"]
+  if run.temporal and rows then return temporal.rows_model(run, rows) end
+  local cost, scale = schedules.cost_at(run.learner_cost or cfg["learner.cost"], rows, obs), cfg["learner.scale"]
   local ph, pm = policy.params(run.policy, obs), policy.params(run.mental, obs)
   if ph.logits then
     return I.discrete { policy_logits = ph.logits, mental_logits = pm.logits, cost = cost, scale = scale }
@@ -168,20 +175,30 @@ M.register {
     local n, nd = cols and cols.obs:size(1) or 0, d.obs:size(1)
     local steps = budget(run)
     local sums = { loss = 0, j1 = 0, j2 = 0 }
+    local opts = { run.opt_policy, run.opt_mental, run.opt_temporal } -- opt_temporal: temporal learners only
+    local frozen = cfg["learner.mental"] == "frozen" -- ablation: pihat stays the warm start (initial BC policy)
+    if frozen then opts = { run.opt_policy, run.opt_temporal } end
     for _ = 1, steps do
       local gen = run.gens.train
       local loss
       local j1, j2 = 0, 0
       if n > 0 then
-        local idx = draw(gen, b, n)
-        local out = I.loss { model = learner_model(run, cols.obs:index_select(1, idx)), variant = cfg["loss.variant"],
-          nu = cols.nu:index_select(1, idx), human_action = cols.human_action:index_select(1, idx), lambda = lambda }
+        local model, nu, ah
+        if run.temporal then -- episode segments, trained through time (mile.temporal)
+          model, nu, ah = temporal.train_batch(run, gen, b)
+        else
+          local idx = draw(gen, b, n)
+          model = learner_model(run, cols.obs:index_select(1, idx), idx)
+          nu, ah = cols.nu:index_select(1, idx), cols.human_action:index_select(1, idx)
+        end
+        local out = I.loss { model = model, variant = cfg["loss.variant"], nu = nu, human_action = ah, lambda = lambda }
         loss, j1, j2 = out.loss, out.j1:item(), out.j2:item()
       end
       local di = draw(gen, b, nd)
       local bc = policy.nll(run.policy, d.obs:index_select(1, di), d.actions:index_select(1, di)) * (1 - lambda)
       loss = loss and loss + bc or bc
-      step({ run.opt_policy, run.opt_mental }, loss)
+      step(opts, loss)
+      if frozen then run.opt_mental:zero_grad() end -- its gradients are never used
       sums.loss, sums.j1, sums.j2 = sums.loss + loss:item(), sums.j1 + j1, sums.j2 + j2
     end
     local k = math.max(steps, 1)

@@ -13,33 +13,51 @@
 -- intervenes with probability p(s) = E_{a~pi_E} Phi((Delta(a) - c) / sigma) and then
 -- acts from p(a | nu = 1, s) ~ pi_E(a) q(a, s): exactly (discrete), or by rejection
 -- from pi_E with acceptance q (continuous).
+--
+-- Humans with memory: `memory` (a module of mile.temporal, e.g. the accumulator of
+-- scripts/temporal/accumulator.lua) adds m_t, computed from the episode's earlier
+-- steps, to the value gap: q_t(a) = Phi((Delta_t(a) + m_t - c) / sigma). The loop calls
+-- `reset()` at the start of every episode (a memoryless human ignores it). `cost` may
+-- be changed between steps (cost schedules).
 local T = require "mile.tensor"
 local ag = require "mile.autograd"
 local I = require "mile.intervention"
 
 local M = {}
 
+local function temporal() return require "mile.temporal" end
+
 local Simulated = {}
 Simulated.__index = Simulated
 M.Simulated = Simulated
 
---- Simulated{expert=, mental=, cost=, scale=, discrete=, generator=, max_tries=10000}
+--- Simulated{expert=, mental=, cost=, scale=, discrete=, generator=, max_tries=10000, memory=}
 function M.Simulated(opts)
   for _, k in ipairs { "expert", "mental", "cost", "scale", "generator" } do
     if opts[k] == nil then error("human.Simulated: missing " .. k, 2) end
   end
-  return setmetatable({ expert = opts.expert, mental = opts.mental, cost = opts.cost, scale = opts.scale,
-    discrete = opts.discrete ~= false, gen = opts.generator, max_tries = opts.max_tries or 10000 }, Simulated)
+  local self = setmetatable({ expert = opts.expert, mental = opts.mental, cost = opts.cost, scale = opts.scale,
+    discrete = opts.discrete ~= false, gen = opts.generator, max_tries = opts.max_tries or 10000,
+    memory = opts.memory }, Simulated)
+  self:reset()
+  return self
 end
 
---- The intervention model of this human at a batch of observations [B, n].
-function Simulated:model(obs)
-  local e, m = self.expert(obs), self.mental(obs)
+--- Start of an episode: forget the memory (no-op for a memoryless human).
+function Simulated:reset()
+  if self.memory then self.memory_state = self.memory:init_state() end
+end
+
+--- The intervention model of this human at a batch of observations [B, n], with cost
+--- `cost` (default: the human's; a number or a [B] tensor).
+function Simulated:model(obs, cost, e, m)
+  e, m = e or self.expert(obs), m or self.mental(obs)
+  cost = cost or self.cost
   if self.discrete then
-    return I.discrete { policy_logits = e.logits, mental_logits = m.logits, cost = self.cost, scale = self.scale }
+    return I.discrete { policy_logits = e.logits, mental_logits = m.logits, cost = cost, scale = self.scale }
   end
   return I.gaussian { mu = e.mu, log_sd = e.log_sd, mental_mu = m.mu, mental_log_sd = m.log_sd,
-    cost = self.cost, scale = self.scale }
+    cost = cost, scale = self.scale }
 end
 
 --- p(s) for one observation (1-d tensor).
@@ -47,27 +65,39 @@ function Simulated:probability(obs)
   return ag.no_grad(function() return self:model(obs:view { 1, -1 }:float()).logp:exp():item() end)
 end
 
+-- The memoryless decision of DESIGN.md section 1 (with the memory's shift m in the cost).
+local function decide(self, o, robot_action, e, m, shift)
+  local model = self:model(o, shift and self.cost - shift or self.cost, e, m)
+  local p = model.logp:exp():item()
+  if self.gen:uniform() >= p then return 0, robot_action, { p = p } end
+  if self.discrete then
+    -- p(a | nu=1, s) ~ pi_E(a) q(a, s), in log space
+    local a = self.gen:categorical((model.log_pi + model.log_q):softmax(2))
+    return 1, math.tointeger(a[1]), { p = p }
+  end
+  -- rejection from pi_E with acceptance q(a): expected 1/p tries
+  e = e or self.expert(o)
+  local best, best_logq
+  for _ = 1, self.max_tries do
+    local a = e.mu + e.log_sd:exp() * T.randn(e.mu:shape(), self.gen, e.mu:dtype())
+    local logq = model:logq(a):item()
+    if math.log(self.gen:uniform()) < logq then return 1, a:view { -1 }, { p = p } end
+    if not best_logq or logq > best_logq then best, best_logq = a, logq end
+  end
+  return 1, best:view { -1 }, { p = p, rejection_exhausted = true }
+end
+
 function Simulated:decide(obs, robot_action)
   return ag.no_grad(function()
     local o = obs:view { 1, -1 }:float()
-    local model = self:model(o)
-    local p = model.logp:exp():item()
-    if self.gen:uniform() >= p then return 0, robot_action, { p = p } end
-    if self.discrete then
-      -- p(a | nu=1, s) ~ pi_E(a) q(a, s), in log space
-      local a = self.gen:categorical((model.log_pi + model.log_q):softmax(2))
-      return 1, math.tointeger(a[1]), { p = p }
-    end
-    -- rejection from pi_E with acceptance q(a): expected 1/p tries
-    local e = self.expert(o)
-    local best, best_logq
-    for _ = 1, self.max_tries do
-      local a = e.mu + e.log_sd:exp() * T.randn(e.mu:shape(), self.gen, e.mu:dtype())
-      local logq = model:logq(a):item()
-      if math.log(self.gen:uniform()) < logq then return 1, a:view { -1 }, { p = p } end
-      if not best_logq or logq > best_logq then best, best_logq = a, logq end
-    end
-    return 1, best:view { -1 }, { p = p, rejection_exhausted = true }
+    if not self.memory then return decide(self, o, robot_action) end
+    local e, m = self.expert(o), self.mental(o)
+    local shift = self.memory:shift(self.memory_state)
+    local nu, a, info = decide(self, o, robot_action, e, m, shift)
+    local dbar, gap = temporal().step_features(e, m, robot_action)
+    self.memory_state = self.memory:advance(self.memory_state, { dbar = dbar, gap = gap, nu = nu, cost = self.cost })
+    info.memory = shift
+    return nu, a, info
   end)
 end
 

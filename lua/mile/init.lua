@@ -10,7 +10,7 @@ local lazy = {
   autograd = "mile.autograd", nn = "mile.nn", optim = "mile.optim", io = "mile.io",
   intervention = "mile.intervention", envs = "mile.envs", data = "mile.data", human = "mile.human",
   loop = "mile.loop", baselines = "mile.baselines", calibration = "mile.calibration", plot = "mile.plot",
-  batch = "mile.batch", schedules = "mile.schedules",
+  batch = "mile.batch", schedules = "mile.schedules", display = "mile.display",
 }
 
 setmetatable(M, {
@@ -22,6 +22,10 @@ setmetatable(M, {
     return mod
   end,
 })
+
+--- open(dir): a run directory at the REPL (mile.calibration.open): config, metrics,
+--- dataset, checkpoints, run:calibration{round=}, run:predict(obs).
+function M.open(dir) return require("mile.calibration").open(dir) end
 
 --- Names of the submodules mile knows (for completion and help).
 function M.modules()

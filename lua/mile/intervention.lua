@@ -98,10 +98,21 @@ Discrete.__index = function(self, key)
   return v
 end
 
+-- action values as a tensor: a number (one sample) or a Lua list is accepted too
+local function as_actions(action, like)
+  if type(action) == "number" then return T.from({ action }, like:dtype()) end
+  if type(action) == "table" and not T.is_tensor(action) then return T.from(action, like:dtype()) end
+  return action
+end
+
 --- ln pi_h(a | s) at 0-based action values [B] (rows with nu = 0 may hold anything).
-function Discrete:log_pi_at(action, nu) return core.take(self.packed, action, 0, nu, self.actions) end
+function Discrete:log_pi_at(action, nu)
+  return core.take(self.packed, as_actions(action, self.packed), 0, nu, self.actions)
+end
 --- ln q(a, s) at 0-based action values [B].
-function Discrete:logq(action, nu) return core.take(self.packed, action, 2 * self.actions, nu, self.actions) end
+function Discrete:logq(action, nu)
+  return core.take(self.packed, as_actions(action, self.packed), 2 * self.actions, nu, self.actions)
+end
 
 local Gaussian = {}
 Gaussian.__index = function(self, key)
@@ -158,12 +169,13 @@ end
 -- delta [B,A], q [B,A], log_q [B,A], log_pi [B,A] (ln pi_h), pi [B,A], logp [B], log1mp [B],
 -- p [B], and methods log_pi_at(action), logq(action) for 0-based action values [B].
 function M.discrete(args)
-  local fname = "intervention.discrete"
-  if type(args) ~= "table" then error(fname .. ": expects a table of named arguments", 2) end
-  local lh = need_matrix(fname, args, "policy_logits")
-  local lm = need_matrix(fname, args, "mental_logits", { t = lh, name = "policy_logits" })
-  local cost = need_param(fname, args, "cost", lh)
-  local scale = need_param(fname, args, "scale", lh)
+  if type(args) ~= "table" then error("intervention.discrete: expects a table of named arguments", 2) end
+  local lh, lm, cost, scale = args.policy_logits, args.mental_logits, args.cost, args.scale
+  if lh == nil or lm == nil or cost == nil or scale == nil then -- the core checks types, shapes, dtypes, values
+    for _, k in ipairs { "policy_logits", "mental_logits", "cost", "scale" } do
+      if args[k] == nil then error("intervention.discrete: argument " .. k .. " is missing", 2) end
+    end
+  end
   local packed = core.discrete(lh, lm, cost, scale)
   return setmetatable({ kind = "discrete", packed = packed, actions = lh:size(2), cost = cost, scale = scale }, Discrete)
 end
@@ -198,29 +210,37 @@ end
 function M.gaussian(args)
   local fname = "intervention.gaussian"
   if type(args) ~= "table" then error(fname .. ": expects a table of named arguments", 2) end
-  local mu = need_matrix(fname, args, "mu")
-  local like = { t = mu, name = "mu" }
-  local log_sd = need_matrix(fname, args, "log_sd", like)
-  local m = need_matrix(fname, args, "mental_mu", like)
-  local log_s = need_matrix(fname, args, "mental_log_sd", like)
-  local cost = need_param(fname, args, "cost", mu)
-  local scale = need_param(fname, args, "scale", mu)
   local method = args.method or "quadrature"
+  if method ~= "quadrature" and method ~= "mc" then
+    error(("%s: method must be \"quadrature\" or \"mc\", got %s"):format(fname, tostring(method)), 2)
+  end
+  local mu, log_sd, m, log_s, cost, scale
+  if method == "quadrature" then -- the core checks types, shapes, dtypes and values itself
+    for _, k in ipairs { "mu", "log_sd", "mental_mu", "mental_log_sd", "cost", "scale" } do
+      if args[k] == nil then error(fname .. ": argument " .. k .. " is missing", 2) end
+    end
+    mu, log_sd, m, log_s, cost, scale = args.mu, args.log_sd, args.mental_mu, args.mental_log_sd, args.cost, args.scale
+  else
+    mu = need_matrix(fname, args, "mu")
+    local like = { t = mu, name = "mu" }
+    log_sd = need_matrix(fname, args, "log_sd", like)
+    m = need_matrix(fname, args, "mental_mu", like)
+    log_s = need_matrix(fname, args, "mental_log_sd", like)
+    cost = need_param(fname, args, "cost", mu)
+    scale = need_param(fname, args, "scale", mu)
+  end
+  local packed = method == "quadrature" and core.gaussian(mu, log_sd, m, log_s, cost, scale) or nil
   -- cost and scale as numbers or [B]-broadcastable tensors, for logq
   local function flat_param(v) return (type(v) == "number" or v:dim() == 1) and v or v:reshape { 1 } end
   local self = { kind = "gaussian", method = method, mu = mu, log_sd = log_sd, mental_mu = m, mental_log_sd = log_s,
-                 cost = flat_param(cost), scale = flat_param(scale) }
-  if method == "quadrature" then
-    self.packed = core.gaussian(mu, log_sd, m, log_s, cost, scale)
-  elseif method == "mc" then
+                 cost = flat_param(cost), scale = flat_param(scale), packed = packed }
+  if method == "mc" then
     local n = args.samples or 1000
     if math.type(n) ~= "integer" or n < 1 then error(fname .. ": samples must be a positive integer", 2) end
     local gen = args.generator
     if gen == nil then error(fname .. ': method "mc" needs generator = mile.tensor.Generator(seed)', 2) end
     self.K, self.logp, self.log1mp = gaussian_mc(mu, log_sd, m, log_s, cost, scale, n, gen)
     self.samples = n
-  else
-    error(("%s: method must be \"quadrature\" or \"mc\", got %s"):format(fname, tostring(method)), 2)
   end
   return setmetatable(self, Gaussian)
 end

@@ -30,6 +30,8 @@ local tasks = require "mile.tasks"
 local human = require "mile.human"
 local baselines = require "mile.baselines"
 local report = require "mile.report"
+local schedules = require "mile.schedules"
+local temporal = require "mile.temporal"
 
 local M = {}
 
@@ -56,6 +58,41 @@ M.schema = {
   ["learner.cost"] = { type = "number", default = nil, doc = "c of the learner's model (default: human.cost)" },
   ["learner.scale"] = { type = "number", default = nil, doc = "sigma of the learner's model (default: human.scale)" },
   ["learner.schedule"] = { type = "string", default = "constant", doc = "cost schedule (scripts/schedules)" },
+  ["learner.mental"] = { type = "string", default = "learned", choices = { "learned", "frozen" },
+    doc = "mile: train the mental model (learned) or keep the warm start, the initial BC policy (frozen)" },
+  ["learner.model"] = { type = "string", default = "probit",
+    doc = "intervention model: probit (memoryless) or scripts/temporal/<name> (history, accumulator, gru)" },
+  ["human.model"] = { type = "string", default = "probit", doc = "simulated human's memory (as learner.model)" },
+  ["human.mental"] = { type = "string", default = "initial", choices = { "initial", "lag", "noisy" },
+    doc = "human's mental model: the initial policy, the robot lagged by human.lag rounds, or noisy" },
+  ["human.lag"] = { type = "integer", default = 1, check = function(v) return v >= 0, "must be >= 0" end,
+    doc = "human.mental=lag: pihat is the policy that acted human.lag rounds ago (0: the current one)" },
+  ["human.noise"] = { type = "number", default = 0.5, check = function(v) return v >= 0, "must be >= 0" end,
+    doc = "human.mental=noisy: sd of N(0, sd^2) noise on pihat's logits (mean, continuous) at each step" },
+  ["human.gamma"] = { type = "number", default = 0.8, check = function(v) return v >= 0 and v < 1, "must be in [0, 1)" end,
+    doc = "human.model=accumulator: the leak" },
+  ["human.weights"] = { type = "list", default = { 0.5, 0.3, 0.2 },
+    doc = "human.model=history: weights of the robot's mistakes 1, 2, ... steps back" },
+  ["temporal.k"] = { type = "integer", default = 4, check = function(v) return v >= 1, "must be >= 1" end,
+    doc = "learner.model=history: window (steps, the current one included)" },
+  ["temporal.gamma"] = { type = "number", default = 0.5, check = function(v) return v > 0 and v < 1, "must be in (0, 1)" end,
+    doc = "learner.model=accumulator: initial leak" },
+  ["temporal.hidden"] = { type = "integer", default = 8, check = function(v) return v >= 1, "must be >= 1" end,
+    doc = "gru: hidden size" },
+  ["temporal.segment"] = { type = "integer", default = 16, check = function(v) return v >= 1, "must be >= 1" end,
+    doc = "temporal learners: loss steps per episode segment" },
+  ["temporal.context"] = { type = "integer", default = 16, check = function(v) return v >= 0, "must be >= 0" end,
+    doc = "temporal learners: history steps before each segment" },
+  ["temporal.lr"] = { type = "number", default = 1e-2, check = function(v) return v > 0, "must be > 0" end,
+    doc = "temporal learners: Adam step size of the memory's parameters" },
+  ["schedule.start"] = { type = "number", default = nil, doc = "schedules: first cost (default: the side's cost)" },
+  ["schedule.end"] = { type = "number", default = nil, doc = "linear/exponential: last cost (default 0)" },
+  ["schedule.rate"] = { type = "number", default = nil, doc = "exponential: decay per round; target (per step): step size" },
+  ["schedule.target"] = { type = "number", default = nil, doc = "target: the human's intervention rate to follow" },
+  ["schedule.gain"] = { type = "number", default = nil, doc = "adaptive, target: feedback gain" },
+  ["schedule.side"] = { type = "string", default = nil, choices = { "learner", "human", "both" },
+    doc = "whose cost a schedule sets (linear, exponential, target)" },
+  ["schedule.per_step"] = { type = "boolean", default = nil, doc = "target: adapt after every step" },
   out = { type = "string", default = "runs", doc = "parent directory of run directories" },
   policy_dir = { type = "string", default = "", doc = "cached policies (default: scripts/data)" },
   progress = { type = "boolean", default = true, doc = "print a line per round" },
@@ -130,11 +167,14 @@ end
 local function collect_seed(cfg, round, k) return 1000000 + cfg.seed * 100000 + round * 1000 + k end
 local function eval_seed(cfg, i) return 5000000 + cfg.seed * 100000 + i end
 
--- The simulated human of the task: expert pi_E and ground-truth mental model.
+-- The simulated human of the task: expert pi_E and ground-truth mental model
+-- (human.mental: the initial policy, a lagged copy of the robot, or noisy), with the
+-- memory of human.model.
 local function make_human(run)
   local task, cfg = run.task, run.cfg
   local mental = nn.load(cfg.policy_dir .. "/" .. cfg.env .. "/initial.safetensors")
   mental:eval()
+  run.human_mental = mental -- human.mental = "lag" loads lagged policies into it
   local expert
   if task.discrete then
     local net = nn.load(cfg.policy_dir .. "/" .. cfg.env .. "/expert.safetensors")
@@ -148,7 +188,19 @@ local function make_human(run)
       return { mu = mu, log_sd = T.full(mu:shape(), log_sd) }
     end
   end
-  return human.Simulated { expert = expert, mental = function(obs) return policy.params(mental, obs) end,
+  local believe = function(obs) return policy.params(mental, obs) end
+  if cfg["human.mental"] == "noisy" and cfg["human.noise"] > 0 then
+    local sd, gen = cfg["human.noise"], run.gens.human
+    believe = function(obs)
+      local m = policy.params(mental, obs)
+      local key = m.logits and "logits" or "mu"
+      m[key] = m[key] + T.randn(m[key]:shape(), gen, m[key]:dtype()) * sd
+      return m
+    end
+  end
+  local memory
+  if cfg["human.model"] ~= "probit" then memory = temporal.new(cfg["human.model"], { role = "human", cfg = cfg, task = task }) end
+  return human.Simulated { expert = expert, mental = believe, memory = memory,
     cost = cfg["human.cost"], scale = cfg["human.scale"], discrete = task.discrete, generator = run.gens.human }
 end
 
@@ -173,6 +225,13 @@ function M.new_run(cfg)
   run.opt_policy = optim.Adam(run.policy:parameters(), { lr = cfg.lr })
   run.opt_mental = optim.Adam(run.mental:parameters(), { lr = cfg.lr })
   run.human = make_human(run)
+  run.schedule = schedules.new(cfg["learner.schedule"], cfg, run)
+  if cfg["learner.model"] ~= "probit" then -- a temporal learner: memory parameters train with the policy
+    run.temporal = temporal.new(cfg["learner.model"], { role = "learner", cfg = cfg, task = run.task })
+    if #run.temporal:parameters() > 0 then
+      run.opt_temporal = optim.Adam(run.temporal:parameters(), { lr = cfg["temporal.lr"] })
+    end
+  end
   run.dataset = new_dataset(run.task)
   local demos = assert(io_.load_safetensors(dir .. "/demos.safetensors"))
   run.demos = { obs = demos.obs, actions = run.task.discrete and demos.actions or demos.actions }
@@ -185,11 +244,13 @@ end
 -- Robot rollouts with the human watching; appends to the dataset.
 function Run:collect(round)
   local cfg, env = self.cfg, self.env
-  local stats = { steps = 0, interventions = 0, p_sum = 0, returns = 0, successes = 0 }
+  local stats = { steps = 0, interventions = 0, p_sum = 0, returns = 0, successes = 0, human_cost_sum = 0 }
   local first_row = self.dataset:size() + 1
+  local schedule = self.schedule and self.schedule.has_step and self.schedule or nil
   for k = 1, cfg.episodes_per_round do
     local obs = env:reset { seed = collect_seed(cfg, round, k) }
     self.episodes = self.episodes + 1
+    if self.human.reset then self.human:reset() end
     local t, done = 0, false
     while not done do
       local a_r = policy.act(self.policy, obs, true)
@@ -202,6 +263,13 @@ function Run:collect(round)
         success = step_info.success, p = info.p }
       stats.steps, stats.interventions = stats.steps + 1, stats.interventions + nu
       stats.p_sum, stats.returns = stats.p_sum + info.p, stats.returns + reward
+      local hc = self.human.cost
+      stats.human_cost_sum = stats.human_cost_sum + (type(hc) == "number" and hc or 0 / 0)
+      if schedule then
+        local c = schedule:step { round = round, episode = self.episodes - 1, t = t, row = self.dataset:size(), obs = obs,
+          nu = nu, p = info.p, human_cost = hc, run = self }
+        if c ~= nil then self.human.cost = c end
+      end
       if step_info.success then stats.successes = stats.successes + 1 end
       obs, t = next_obs, t + 1
     end
@@ -217,7 +285,7 @@ function Run:predicted_rate(first, last)
     local idx = {}
     for i = first, last do idx[#idx + 1] = i end
     local obs = self.dataset:column("obs"):index_select(1, idx)
-    return self.method.intervention_model(self, obs).logp:exp():mean():item()
+    return self.method.intervention_model(self, obs, idx).logp:exp():mean():item()
   end)
 end
 
@@ -244,13 +312,67 @@ function Run:evaluate(episodes, act)
 end
 
 M.metric_columns = { "round", "episodes", "steps", "interventions", "interventions_total", "intervention_rate",
-  "predicted_rate", "observed_p", "success", "return", "length", "j1", "j2", "loss", "train_steps", "seconds" }
+  "predicted_rate", "observed_p", "success", "return", "length", "j1", "j2", "loss", "train_steps", "learner_cost",
+  "human_cost", "seconds" }
+
+-- human.mental = "lag": the human believes the robot acts as the policy that acted
+-- human.lag rounds before this one (round k's policy is checkpoint k - 1; 0 = initial).
+function Run:lag_mental(round)
+  if self.cfg["human.mental"] ~= "lag" then return end
+  local k = round - 1 - self.cfg["human.lag"]
+  local sd
+  if k <= 0 then
+    sd = nn.load(self.cfg.policy_dir .. "/" .. self.cfg.env .. "/initial.safetensors"):state_dict()
+  else
+    self.policy_snapshots = self.policy_snapshots or {}
+    sd = self.policy_snapshots[k]
+    if not sd then sd = nn.load(("%s/checkpoints/round_%03d/policy.safetensors"):format(self.dir, k)):state_dict() end
+  end
+  self.human_mental:load_state_dict(sd)
+end
+
+-- The learner's cost as the metrics report it: its mean over the rows [first, last].
+function Run:mean_learner_cost(first, last)
+  local c = self.learner_cost or self.cfg["learner.cost"]
+  if type(c) == "number" or last < first then return type(c) == "number" and c or 0 / 0 end
+  local idx = {}
+  for i = first, last do idx[#idx + 1] = i end
+  local v = schedules.cost_at(c, idx, self.dataset:column("obs"):index_select(1, idx))
+  return type(v) == "number" and v or v:mean():item()
+end
 
 function Run:do_round(round)
   local t0 = sys.monotonic()
+  local schedule = self.schedule
+  self.learner_cost = schedule:learner_cost(round, self.last_stats)
+  local hc = schedule:human_cost(round, self.last_stats)
+  if hc ~= nil then self.human.cost = hc end
+  self:lag_mental(round)
   local c = self:collect(round)
   local predicted = self:predicted_rate(c.rows[1], c.rows[2])
+  local first, last = c.rows[1], c.rows[2]
+  local stats = { round = round, rows = c.rows, steps = c.steps, interventions = c.interventions,
+    rate = c.interventions / math.max(c.steps, 1), predicted = predicted, p_mean = c.p_sum / math.max(c.steps, 1),
+    human_cost = c.human_cost_sum / math.max(c.steps, 1), learner_cost = self:mean_learner_cost(first, last), run = self,
+    predicted_at = function(cost)
+      local keep = self.learner_cost
+      self.learner_cost = cost
+      local ok, v = pcall(self.predicted_rate, self, first, last)
+      self.learner_cost = keep
+      if not ok then error(v, 0) end
+      return v
+    end }
+  schedule:update(stats)
+  self.learner_cost = schedule:learner_cost(round, stats)
+  self.last_stats = stats
   local train = self.method.train(self, round)
+  if self.cfg["human.mental"] == "lag" then
+    self.policy_snapshots = self.policy_snapshots or {}
+    local sd = {}
+    for k, v in pairs(self.policy:state_dict()) do sd[k] = v:clone() end
+    self.policy_snapshots[round] = sd
+    self.policy_snapshots[round - self.cfg["human.lag"] - 2] = nil
+  end
   local ev = self:evaluate(self.cfg.eval_episodes)
   local previous = self.metrics[#self.metrics]
   local row = {
@@ -259,7 +381,8 @@ function Run:do_round(round)
     intervention_rate = c.interventions / math.max(c.steps, 1), predicted_rate = predicted,
     observed_p = c.p_sum / math.max(c.steps, 1), success = ev.success, ["return"] = ev["return"],
     length = ev.length, j1 = train.j1 or 0 / 0, j2 = train.j2 or 0 / 0, loss = train.loss or 0 / 0,
-    train_steps = train.steps, seconds = sys.monotonic() - t0,
+    train_steps = train.steps, learner_cost = self:mean_learner_cost(first, last), human_cost = stats.human_cost,
+    seconds = sys.monotonic() - t0,
   }
   self.metrics[#self.metrics + 1] = row
   self.round = round
@@ -296,13 +419,18 @@ function Run:commit()
     nn.save(ck .. "/mental.safetensors", self.mental)
     save_optimizer(ck .. "/optim_mental.safetensors", self.opt_mental)
   end
+  if self.method.uses_mental and self.temporal then
+    nn.save(ck .. "/temporal.safetensors", self.temporal)
+    if self.opt_temporal then save_optimizer(ck .. "/optim_temporal.safetensors", self.opt_temporal) end
+  end
   local ok, err = self.dataset:save(dir .. "/dataset.csv")
   if not ok then error("loop: " .. err, 0) end
   write(dir .. "/metrics.csv", self:metrics_csv())
   local gens = {}
   for k, g in pairs(self.gens) do gens[k] = g:state():gsub(".", function(ch) return ("%02x"):format(ch:byte()) end) end
   write(dir .. "/state.lua", "return " .. config.serialize { round = r, episodes = self.episodes,
-    generators = gens, metrics = self.metrics, initial = self.initial, checkpoint = ck } .. "\n")
+    generators = gens, metrics = self.metrics, initial = self.initial, checkpoint = ck,
+    schedule = self.schedule and self.schedule:state() or nil } .. "\n")
 end
 
 local function unhex(s) return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)) end
@@ -324,6 +452,11 @@ function M.resume(dir)
     run.mental:load_state_dict(nn.load(ck .. "/mental.safetensors"):state_dict())
     load_optimizer(ck .. "/optim_mental.safetensors", run.opt_mental)
   end
+  if run.method.uses_mental and run.temporal then
+    run.temporal:load_state_dict(nn.load(ck .. "/temporal.safetensors"):state_dict())
+    if run.opt_temporal then load_optimizer(ck .. "/optim_temporal.safetensors", run.opt_temporal) end
+  end
+  if st.schedule then run.schedule:load(st.schedule) end
   local ds, err = data.load(dir .. "/dataset.csv", run.task.discrete and { n_actions = run.task.n_actions } or nil)
   if not ds then error("loop: " .. err, 0) end
   run.dataset = ds

@@ -36,7 +36,7 @@ static mile_tensor *check_param(lua_State *L, int idx, const char *fname, const 
 
 /* discrete(policy_logits, mental_logits, cost, scale) -> packed [B, 4A+2] */
 static int iv_discrete(lua_State *L) {
-  const char *fname = "discrete";
+  const char *fname = "probit_discrete";
   mile_tensor *lh = check_named(L, 1, fname, "policy_logits");
   mile_tensor *lm = check_named(L, 2, fname, "mental_logits");
   mile_tensor *c = check_param(L, 3, fname, "cost", (mile_dtype)lh->dtype);
@@ -49,7 +49,7 @@ static int iv_discrete(lua_State *L) {
 
 /* gaussian(mu, log_sd, mental_mu, mental_log_sd, cost, scale) -> packed [B, 3] (K, ln p, ln(1-p)) */
 static int iv_gaussian(lua_State *L) {
-  const char *fname = "gaussian";
+  const char *fname = "probit_gaussian";
   static const char *const names[4] = {"mu", "log_sd", "mental_mu", "mental_log_sd"};
   mile_tensor *in[4];
   for (int i = 0; i < 4; i++) in[i] = check_named(L, i + 1, fname, names[i]);
