@@ -30,9 +30,73 @@ static bool as_operand(const void *base, int64_t rows, int64_t cols, int64_t s0,
   return false;
 }
 
+/* Matrix-vector products up to this many matrix elements run in the loops below:
+ * OpenBLAS's threads cost more than the product there (measured: 48 us for a
+ * 256x256 sgemv with 2 threads on a busy machine, 4 us in one thread). */
+enum { SMALL_GEMV = 1 << 20 };
+
+#define DEF_GEMV(T, SFX)                                                                        \
+  static void gemv_##SFX(bool trans, int64_t rows, int64_t cols, const T *mat, int64_t ld, const T *x, \
+                         int64_t incx, T beta, T *y, int64_t incy) {                              \
+    if (!trans) { /* y[i] = beta y[i] + sum_j mat[i][j] x[j]: one dot product per row, in 16 \
+                     partial sums so that the compiler can vectorise it */                    \
+      for (int64_t i = 0; i < rows; i++) {                                                      \
+        const T *row = mat + i * ld;                                                            \
+        T part[16] = {0}, acc = 0;                                                              \
+        int64_t j = 0;                                                                          \
+        if (incx == 1)                                                                          \
+          for (; j + 16 <= cols; j += 16)                                                       \
+            for (int l = 0; l < 16; l++) part[l] += row[j + l] * x[j + l];                      \
+        for (int l = 0; l < 16; l++) acc += part[l];                                            \
+        for (; j < cols; j++) acc += row[j] * x[j * incx];                                      \
+        y[i * incy] = (beta == 0 ? 0 : beta * y[i * incy]) + acc;                               \
+      }                                                                                         \
+    } else { /* y[j] = beta y[j] + sum_i mat[i][j] x[i]: rows added in turn, vectorised over j */ \
+      for (int64_t j = 0; j < cols; j++) y[j * incy] = beta == 0 ? 0 : beta * y[j * incy];     \
+      for (int64_t i = 0; i < rows; i++) {                                                      \
+        const T *row = mat + i * ld;                                                            \
+        T xi = x[i * incx];                                                                     \
+        if (incy == 1)                                                                          \
+          for (int64_t j = 0; j < cols; j++) y[j] += row[j] * xi;                               \
+        else                                                                                    \
+          for (int64_t j = 0; j < cols; j++) y[j * incy] += row[j] * xi;                        \
+      }                                                                                         \
+    }                                                                                           \
+  }
+DEF_GEMV(float, f32)
+DEF_GEMV(double, f64)
+
+/* y = op(M) x: a matrix-vector product reads the matrix once, where gemm would
+ * first pack it (at batch 1 the packing cost ten times the product). */
+static void gemv(mile_dtype dtype, CBLAS_TRANSPOSE trans, int64_t rows, int64_t cols, const void *mat, int64_t ld,
+                 const void *x, int64_t incx, double beta, void *y, int64_t incy) {
+  bool small = rows * cols <= SMALL_GEMV, t = trans == CblasTrans;
+  if (dtype == MILE_FLOAT64) {
+    if (small) gemv_f64(t, rows, cols, mat, ld, x, incx, beta, y, incy);
+    else cblas_dgemv(CblasRowMajor, trans, (int)rows, (int)cols, 1.0, mat, (int)ld, x, (int)incx, beta, y, (int)incy);
+  } else {
+    if (small) gemv_f32(t, rows, cols, mat, ld, x, incx, (float)beta, y, incy);
+    else
+      cblas_sgemv(CblasRowMajor, trans, (int)rows, (int)cols, 1.0f, mat, (int)ld, x, (int)incx, (float)beta, y,
+                  (int)incy);
+  }
+}
+
 static void gemm(mile_dtype dtype, const operand *a, const operand *b, int64_t m, int64_t n, int64_t k, double beta,
                  void *c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (m == 1 && n > 1) { /* c = a b as c^T = b^T a^T; a's k elements are 1 (NoTrans) or ld apart */
+    int64_t inca = a->trans == CblasNoTrans ? 1 : a->ld;
+    if (b->trans == CblasNoTrans) gemv(dtype, CblasTrans, k, n, b->data, b->ld, a->data, inca, beta, c, 1);
+    else gemv(dtype, CblasNoTrans, n, k, b->data, b->ld, a->data, inca, beta, c, 1);
+    return;
+  }
+  if (n == 1 && m > 1) { /* c = a b with b a column: its k elements are ld (NoTrans) or 1 apart */
+    int64_t incb = b->trans == CblasNoTrans ? b->ld : 1;
+    if (a->trans == CblasNoTrans) gemv(dtype, CblasNoTrans, m, k, a->data, a->ld, b->data, incb, beta, c, ldc);
+    else gemv(dtype, CblasTrans, k, m, a->data, a->ld, b->data, incb, beta, c, ldc);
+    return;
+  }
   if (dtype == MILE_FLOAT64)
     cblas_dgemm(CblasRowMajor, a->trans, b->trans, (int)m, (int)n, (int)k, 1.0, a->data, (int)a->ld, b->data,
                 (int)b->ld, beta, c, (int)ldc);

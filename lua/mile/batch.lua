@@ -406,7 +406,7 @@ local function mile_program()
 end
 
 local function sleep(seconds)
-  local ok, how, sig = os.execute(("sleep %g"):format(seconds))
+  local ok, how = os.execute(("sleep %g"):format(seconds))
   if not ok and how == "signal" then error("interrupted!", 0) end
 end
 

@@ -30,7 +30,6 @@
 local T = require "mile.tensor"
 local nn = require "mile.nn"
 local ag = require "mile.autograd"
-local I = require "mile.intervention"
 local sys = require "mile.sys"
 local data = require "mile.data"
 local config = require "mile.config"
@@ -430,7 +429,11 @@ function Run:predict(obs, opts)
       local has_p = ds.has_p
       out.nu, out.human_p = nu, has_p and ds:column("p", "float64"):index_select(1, { row }):item() or nil
       out.human_action, out.robot_action = ah, ar
-      local function show(a) return a:numel() == 1 and ("%g"):format(a:item()) or tostring(a:view { -1 }) end
+      local function show(a)
+        local v = a:to("float64"):view { -1 }:totable()
+        for i, x in ipairs(v) do v[i] = ("%.4g"):format(x) end
+        return #v == 1 and v[1] or "(" .. table.concat(v, ", ") .. ")"
+      end
       lines[#lines + 1] = ("  recorded: nu = %d, robot action %s, human action %s%s"):format(nu, show(ar), show(ah),
         out.human_p and (", the human's p = %.4f"):format(out.human_p) or "")
     end

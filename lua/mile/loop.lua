@@ -92,7 +92,7 @@ M.schema = {
   ["schedule.gain"] = { type = "number", default = nil, doc = "adaptive, target: feedback gain" },
   ["schedule.side"] = { type = "string", default = nil, choices = { "learner", "human", "both" },
     doc = "whose cost a schedule sets (linear, exponential, target)" },
-  ["schedule.per_step"] = { type = "boolean", default = nil, doc = "target: adapt after every step" },
+  ["schedule.per_step"] = { type = "boolean", default = nil, doc = "target: adapt after every step (default) or per round" },
   out = { type = "string", default = "runs", doc = "parent directory of run directories" },
   policy_dir = { type = "string", default = "", doc = "cached policies (default: scripts/data)" },
   progress = { type = "boolean", default = true, doc = "print a line per round" },
@@ -470,7 +470,9 @@ local function progress_line(run, row)
         and ("%.3f"):format(row.predicted_rate) or "-", row.seconds)
 end
 
---- run(user_config [, {overrides=, resume=dir, dir=}]) -> the Run (metrics in run.metrics).
+--- run(user_config [, {overrides=, resume=dir, dir=, human=}]) -> the Run (metrics in run.metrics).
+--- human(run) -> an object with decide(obs, robot_action) -> nu, action, {p = p} (and
+--- optionally reset()) replaces the simulated human (give it again on resume).
 function M.run(user, opts)
   opts = opts or {}
   local run
@@ -483,6 +485,7 @@ function M.run(user, opts)
     assert(sys.mkdir(run.dir))
     write(run.dir .. "/config.lua", config.to_source(cfg))
   end
+  if opts.human then run.human = opts.human(run) end -- a custom (simulated) human, docs/research.md
   if run.round == 0 then run.initial = run:evaluate(run.cfg.eval_episodes) end
   for r = run.round + 1, run.cfg.rounds do
     local row = run:do_round(r)

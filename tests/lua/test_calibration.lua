@@ -168,6 +168,31 @@ T.test("predict: Delta, q and p as DESIGN.md section 1 writes them", function()
   T.raises(function() run:predict({ 1, 2 }, { quiet = true }) end, "observation has 2 values")
 end)
 
+T.test("a continuous task: the Gaussian model's K, Delta and q", function()
+  local d = tmp .. "/drawer"
+  loop.run({ env = "drawer-open-v3", method = "mile", rounds = 1, episodes_per_round = 1, epochs = 1, eval_episodes = 1,
+    max_episode_steps = 40, progress = false }, { dir = d })
+  local r = mile.open(d)
+  local c = r:calibration { round = 1, quiet = true, plot = false }
+  T.eq(c.n, r.metrics[1].steps)
+  T.near(c.mean_p, r.metrics[1].predicted_rate, 1e-5 * math.max(r.metrics[1].predicted_rate, 1e-3))
+  local pr = r:predict(5, { round = 0, quiet = true, action = { 0.1, -0.2, 0.3, 0 } })
+  T.near(pr.p, c.p[5], 1e-6)
+  -- K = sum_d ((m_d - mu_d)^2 + s_d^2) / (2 sd_d^2); Delta(mu) = K; Delta(a) = K - |z|^2 / 2
+  local K, z2 = 0, 0
+  local a = { 0.1, -0.2, 0.3, 0 }
+  for i = 1, #pr.mu do
+    K = K + ((pr.mental_mu[i] - pr.mu[i]) ^ 2 + pr.mental_sd[i] ^ 2) / (2 * pr.sd[i] ^ 2)
+    z2 = z2 + ((a[i] - pr.mu[i]) / pr.sd[i]) ^ 2
+  end
+  local cost, scale = r.config["learner.cost"], r.config["learner.scale"]
+  T.near(pr.K, K, 1e-4 * K)
+  T.near(pr.at_mean.delta, K, 1e-4 * K)
+  T.near(pr.at_mean.q, Phi((K - cost) / scale), 1e-5)
+  T.near(pr.at_action.delta, K - z2 / 2, 1e-4 * math.max(1, math.abs(K - z2 / 2)))
+  T.near(pr.at_action.q, Phi((K - z2 / 2 - cost) / scale), 1e-5)
+end)
+
 -- ---- docs/research.md, section 4 -------------------------------------------------------------
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)[/\\][^/\\]*$") or "."

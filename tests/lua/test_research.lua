@@ -109,19 +109,25 @@ T.test("schedules load by name, file path or module, with clear errors", functio
 end)
 
 T.test("the target schedule drives the human's intervention rate to the target", function()
-  -- LunarLander, human cost starts at 3 (rate ~0.37 in round 1); target 0.1; the rate
-  -- pooled over rounds 3-6 must be within 0.04 of the target (docs/research.md: 3 seeds x
-  -- 10 rounds, mean abs error per round ~0.03)
+  -- LunarLander, the human's cost starts at 3; target 0.1. The rate pooled over rounds
+  -- 3-6 must be within 0.03 of the target, where the constant cost gives ~0.25
+  -- (docs/research.md: 3 seeds x 10 rounds, pooled rates 0.052, 0.102, 0.199 for
+  -- targets 0.05, 0.1, 0.2)
   local target = 0.1
-  local r = run { ["learner.schedule"] = "target", ["schedule.target"] = target, rounds = 6, episodes_per_round = 2,
-    eval_episodes = 0 }
-  local steps, ints = 0, 0
-  for i = 3, 6 do steps, ints = steps + r.metrics[i].steps, ints + r.metrics[i].interventions end
-  local pooled = ints / steps
-  print(("# round 1 rate %.3f (cost %.2f); rounds 3-6 pooled rate %.3f (target %.2f), final human cost %.2f"):format(
-    r.metrics[1].intervention_rate, r.metrics[1].human_cost, pooled, target, r.metrics[6].human_cost))
-  T.truthy(r.metrics[1].intervention_rate > 0.25, "starts far from the target")
-  T.truthy(math.abs(pooled - target) < 0.04, ("pooled rate %.3f not within 0.04 of %.2f"):format(pooled, target))
+  local function pooled(r)
+    local steps, ints = 0, 0
+    for i = 3, 6 do steps, ints = steps + r.metrics[i].steps, ints + r.metrics[i].interventions end
+    return ints / steps
+  end
+  local set = { rounds = 6, episodes_per_round = 2, eval_episodes = 0 }
+  local fixed = pooled(run(set))
+  set["learner.schedule"], set["schedule.target"] = "target", target
+  local r = run(set)
+  local rate = pooled(r)
+  print(("# rounds 3-6 pooled rate: constant cost %.3f, target schedule %.3f (target %.2f, final human cost %.2f)")
+    :format(fixed, rate, target, r.metrics[6].human_cost))
+  T.truthy(fixed > target + 0.1, "the constant cost is far from the target")
+  T.truthy(math.abs(rate - target) < 0.03, ("pooled rate %.3f not within 0.03 of %.2f"):format(rate, target))
 end)
 
 T.test("a run with adaptive schedule and temporal learner resumes to the same metrics", function()
