@@ -5,7 +5,9 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config lua5.4 liblua5.4-dev luajit libreadline-dev \
 libopenblas-dev libcsv-dev libcmocka-dev libjansson-dev libbox2d-dev libmujoco-dev \
-libpng-dev libosmesa6-dev gnuplot-nox"
+libpng-dev libosmesa6-dev gnuplot-nox \
+libzmq3-dev libssl-dev jupyter-core jupyter-client python3-jupyter-client jupyter-nbconvert \
+python3-nbconvert python3-nbformat"
 
 missing=""
 for p in $PACKAGES; do

@@ -162,10 +162,10 @@ end
 
 local t0 = sys.monotonic()
 local results = {} -- results[mode][human][learner] = {losses}; floors[human] = {...}
-local floors, rates, gammas = {}, {}, {}
+local floors, rates, gammas, ws = {}, {}, {}, {}
 for _, mode in ipairs(modes) do results[mode] = {} end
 for _, h in ipairs(humans) do
-  floors[h], rates[h], gammas[h] = {}, {}, {}
+  floors[h], rates[h], gammas[h], ws[h] = {}, {}, {}, {}
   for _, mode in ipairs(modes) do
     results[mode][h] = {}
     for _, l in ipairs(learners) do results[mode][h][l] = {} end
@@ -179,7 +179,9 @@ for _, h in ipairs(humans) do
         local loss, floor = M.heldout(run, test)
         table.insert(results[mode][h][l], loss)
         if mode == modes[1] and l == learners[1] then floors[h][#floors[h] + 1] = floor end
-        if l == "accumulator" and mode == "oracle" then gammas[h][#gammas[h] + 1] = run.temporal:gamma() end
+        if l == "accumulator" and mode == "oracle" then
+          gammas[h][#gammas[h] + 1], ws[h][#ws[h] + 1] = run.temporal:gamma(), run.temporal:w()
+        end
         print(("human %-11s seed %d  %-6s %-11s held-out log-loss %.4f (true human %.4f)  [%.0f s]"):format(h, seed,
           mode, l, loss, floor, sys.monotonic() - t0))
       end
@@ -221,14 +223,33 @@ for _, mode in ipairs(modes) do
   lines[#lines + 1] = ""
 end
 if gammas.accumulator and #gammas.accumulator > 0 then
-  local m1, s1 = stats(gammas.accumulator)
-  local line = ("Oracle fit of the accumulator learner: gamma = %.3f ± %.3f on the accumulator human's data (true 0.8)")
-    :format(m1, s1)
-  if gammas.probit and #gammas.probit > 0 then
-    local m2, s2 = stats(gammas.probit)
-    line = line .. (", %.3f ± %.3f on the memoryless human's"):format(m2, s2)
+  local g1, gs1 = stats(gammas.accumulator)
+  local w1, ws1 = stats(ws.accumulator)
+  local line = ("Oracle fit of the accumulator learner (starting at gamma 0.5, w 0): gamma = %.3f ± %.3f, " ..
+    "w = %.3f ± %.3f on the accumulator human's data (true: both 0.8)"):format(g1, gs1, w1, ws1)
+  if ws.probit and #ws.probit > 0 then
+    local w2, ws2 = stats(ws.probit)
+    line = line .. ("; w = %.3f ± %.3f on the memoryless human's (true 0)"):format(w2, ws2)
   end
-  lines[#lines + 1] = line .. " (initial 0.5)."
+  lines[#lines + 1] = line .. "."
+end
+-- paired differences to the memoryless learner on the memoryless human's data
+if results.oracle and results.oracle.probit and results.oracle.probit.probit then
+  local r = results.oracle.probit
+  local parts = {}
+  for _, l in ipairs(learners) do
+    if l ~= "probit" and r[l] then
+      local d = {}
+      for i = 1, #r[l] do d[i] = r[l][i] - r.probit[i] end
+      local m, sd = stats(d)
+      parts[#parts + 1] = ("%s %+.4f ± %.4f"):format(l, m, sd)
+    end
+  end
+  if #parts > 0 then
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "Oracle fit, memoryless human: held-out log-loss minus the memoryless learner's, paired by seed " ..
+      "(mean ± sd): " .. table.concat(parts, ", ") .. "."
+  end
 end
 local text = table.concat(lines, "\n")
 print(text)

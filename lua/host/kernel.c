@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,11 +182,16 @@ static void on_sigint(int sig) {
   }
 }
 
-static void log_line(const char *fmt, const char *arg) {
+/* One line on stderr (Jupyter shows the kernel's stderr in its own log). */
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
   fputs("mile kernel: ", stderr);
-  fprintf(stderr, fmt, arg);
+  vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   fflush(stderr);
+  va_end(ap);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -345,7 +351,7 @@ static int message_parse(message *m) {
       break;
   }
   if (i + 6 > m->raw.n) { /* the delimiter, signature and four JSON parts */
-    log_line("dropped a message that is not a Jupyter message (%s)", "too few parts");
+    log_line("dropped a message that is not a Jupyter message (too few parts)");
     return -1;
   }
   m->delim = i;
@@ -356,7 +362,7 @@ static int message_parse(message *m) {
   sig = &m->raw.part[m->delim + 1];
   if (sign(data, len, 4, hex) < 0 || zmq_msg_size(sig) != strlen(hex) ||
       CRYPTO_memcmp(zmq_msg_data(sig), hex, strlen(hex)) != 0) {
-    log_line("dropped a message with an invalid signature%s", "");
+    log_line("dropped a message with an invalid signature");
     return -1;
   }
   m->header = parse_object(&m->raw.part[m->delim + 2]);
@@ -365,7 +371,7 @@ static int message_parse(message *m) {
   m->content = parse_object(&m->raw.part[m->delim + 5]);
   type = json_object_get(m->header, "msg_type");
   if (m->header == NULL || m->parent == NULL || m->metadata == NULL || m->content == NULL || !json_is_string(type)) {
-    log_line("dropped a message with malformed JSON or no msg_type%s", "");
+    log_line("dropped a message with malformed JSON or no msg_type");
     return -1;
   }
   m->type = json_string_value(type);
@@ -1178,17 +1184,22 @@ static json_t *user_expressions(lua_State *L, json_t *exprs) {
     int status;
     if (!json_is_string(v))
       continue;
-    status = load_with_return(L, "", 0, json_string_value(v), json_string_length(v), "=user_expression");
+    lua_pushliteral(L, "return ");
+    lua_pushlstring(L, json_string_value(v), json_string_length(v));
+    lua_concat(L, 2);
+    status = load_text(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=user_expression");
+    lua_remove(L, -2); /* stack: function or message */
     if (status == LUA_OK) {
       lua_pushcfunction(L, host_msghandler);
       lua_insert(L, -2);
+      cell_running = 1; /* user code: an interrupt stops it */
       status = lua_pcall(L, 0, LUA_MULTRET, top + 1);
+      cell_running = 0;
+      host_interrupt_clear(L);
       if (status == LUA_OK) {
         int n = lua_gettop(L) - top - 1;
         status = protected_call(L, l_result_bundle, n, 1);
       }
-    } else {
-      lua_pushliteral(L, "syntax error");
     }
     if (status == LUA_OK && lua_istable(L, -1)) {
       json_object_set_new(out, key, json_pack("{s:s, s:o, s:{}}", "status", "ok", "data",

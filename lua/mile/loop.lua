@@ -37,6 +37,13 @@ local M = {}
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/lua/mile/loop%.lua$")
 
+-- learner.model / human.model: "probit" (built in) or a module mile.temporal can load
+local function temporal_name(v)
+  if v == "probit" then return true end
+  local ok, err = pcall(temporal.load, v)
+  return ok, not ok and tostring(err)
+end
+
 --- The configuration keys of a run (`mile train --set key=value` sets any of them).
 M.schema = {
   name = { type = "string", default = "", doc = "run name (default: <env>-<method>)" },
@@ -57,12 +64,14 @@ M.schema = {
   ["human.scale"] = { type = "number", default = nil, doc = "sigma_d (default: the task's)" },
   ["learner.cost"] = { type = "number", default = nil, doc = "c of the learner's model (default: human.cost)" },
   ["learner.scale"] = { type = "number", default = nil, doc = "sigma of the learner's model (default: human.scale)" },
-  ["learner.schedule"] = { type = "string", default = "constant", doc = "cost schedule (scripts/schedules)" },
+  ["learner.schedule"] = { type = "string", default = "constant", doc = "cost schedule (scripts/schedules)",
+    check = function(v) local ok, err = pcall(schedules.load, v) return ok, not ok and tostring(err) end },
   ["learner.mental"] = { type = "string", default = "learned", choices = { "learned", "frozen" },
     doc = "mile: train the mental model (learned) or keep the warm start, the initial BC policy (frozen)" },
-  ["learner.model"] = { type = "string", default = "probit",
+  ["learner.model"] = { type = "string", default = "probit", check = temporal_name,
     doc = "intervention model: probit (memoryless) or scripts/temporal/<name> (history, accumulator, gru)" },
-  ["human.model"] = { type = "string", default = "probit", doc = "simulated human's memory (as learner.model)" },
+  ["human.model"] = { type = "string", default = "probit", check = temporal_name,
+    doc = "simulated human's memory (as learner.model)" },
   ["human.mental"] = { type = "string", default = "initial", choices = { "initial", "lag", "noisy" },
     doc = "human's mental model: the initial policy, the robot lagged by human.lag rounds, or noisy" },
   ["human.lag"] = { type = "integer", default = 1, check = function(v) return v >= 0, "must be >= 0" end,

@@ -40,7 +40,8 @@ while i <= #args do
     table.sort(keys)
     for _, k in ipairs(keys) do
       local s = loop.schema[k]
-      print(("%-22s %-8s %s%s"):format(k, s.type, s.default ~= nil and ("default " .. tostring(s.default) .. "  ") or "",
+      local d = type(s.default) == "table" and table.concat(s.default, ",") or tostring(s.default)
+      print(("%-22s %-8s %s%s"):format(k, s.type, s.default ~= nil and ("default " .. d .. "  ") or "",
         s.doc or ""))
     end
     os.exit(0)

@@ -161,6 +161,12 @@ T.test("every temporal model and its human run end to end", function()
   -- memoryless learner on data of a human with memory, and the reverse
   T.eq(#run({ ["human.model"] = "gru" }).metrics, 2)
   T.eq(#run({ ["learner.model"] = "history" }).metrics, 2)
+  -- a continuous task: Gaussian features, per-sample costs through the Gaussian kernel
+  local g = run { env = "drawer-open-v3", rounds = 1, max_episode_steps = 40, eval_episodes = 1,
+    ["learner.model"] = "accumulator", ["human.model"] = "history", ["learner.schedule"] = "target",
+    ["schedule.target"] = 0.2, ["schedule.side"] = "both" }
+  T.eq(g.metrics[1].steps, 40)
+  T.truthy(g.metrics[1].predicted_rate >= 0 and g.metrics[1].predicted_rate <= 1)
 end)
 
 T.test("the online memory (simulated human) equals the batch memory (learner)", function()
@@ -243,6 +249,31 @@ T.test("humans whose mental model lags or is noisy", function()
   T.truthy(noisy.metrics[1].interventions ~= quiet.metrics[1].interventions, "noise changes the human's decisions")
   T.raises(function() loop.resolve(with { ["human.mental"] = "perfect" }) end, "'human.mental' must be one of")
 end)
+
+-- ---- the examples of docs/research.md, sections 1-3, run as written -------------------------------
+
+local function doc_blocks()
+  local f = assert(io.open(root .. "/docs/research.md"))
+  local text = f:read("a")
+  f:close()
+  local a, b = text:find("\n## 1%. "), text:find("\n## 4%. ")
+  local out = {}
+  for code in text:sub(a or 1, b):gmatch("```lua\n(.-)```") do out[#out + 1] = code end
+  return out
+end
+
+T.test("docs/research.md sections 1-3 have Lua examples", function() T.truthy(#doc_blocks() >= 3) end)
+
+for i, code in ipairs(doc_blocks()) do
+  T.test(("docs/research.md example %d runs"):format(i), function()
+    local chunk = assert(load(code, "=docs/research.md example " .. i))
+    local real_print = print
+    print = function() end
+    local ok, err = pcall(chunk)
+    print = real_print
+    if not ok then error(err, 0) end
+  end)
+end
 
 T.run()
 os.execute("rm -rf " .. tmp)
