@@ -6,7 +6,7 @@
 -- method and seed overridden), then writes the tables of docs/results.md: the
 -- expert's and the initial policy's success, each method's success after every round
 -- (mean ± sd over seeds), interventions used, and MILE's predicted vs observed
--- intervention rate. Anyone can rerun it; it takes about 15 minutes on 2 cores.
+-- intervention rate. Anyone can rerun it; about 15 minutes on 2 idle cores.
 local loop = require "mile.loop"
 local config = require "mile.config"
 local sys = require "mile.sys"
