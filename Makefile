@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps build run test asan valgrind bench install clean
+.PHONY: deps build run test asan valgrind bench install kernelspec clean
 
 deps:
 	@scripts/setup-deps.sh
@@ -37,8 +37,18 @@ valgrind: deps
 bench: build
 	for f in bench/*.lua; do $(BUILD)/mile $$f; done
 
+# Installs the kernelspec in <prefix>/share/jupyter/kernels/mile and, when jupyter is
+# on the PATH, registers it for this user too (a prefix Jupyter does not search).
 install: build
 	cmake --install $(BUILD)
+	@if command -v jupyter >/dev/null 2>&1; then \
+	  jupyter kernelspec install --user --replace --name mile $(BUILD)/kernelspec-install/mile; \
+	else echo "jupyter not found: the mile kernel is not registered (docs/notebooks.md)"; fi
+
+# The Jupyter kernel of this build tree (build/mile --kernel), for the current user.
+kernelspec: build
+	@command -v jupyter >/dev/null 2>&1 || { echo "jupyter not found (apt-get install jupyter-core jupyter-client)"; exit 1; }
+	jupyter kernelspec install --user --replace --name mile $(BUILD)/share/jupyter/kernels/mile
 
 clean:
 	rm -rf $(BUILD) build-asan build-vg

@@ -49,7 +49,9 @@ M.schema = {
   name = { type = "string", default = "", doc = "run name (default: <env>-<method>)" },
   env = { type = "string", default = "LunarLander-v3", doc = "task name (mile.tasks)",
     check = function(v) return pcall(tasks.get, v), "unknown task" end },
-  method = { type = "string", default = "mile", choices = baselines.names(), doc = "training method" },
+  -- checked when a config is resolved, so that methods registered later count
+  method = { type = "string", default = "mile", doc = "training method (mile.baselines)",
+    check = function(v) return pcall(baselines.get, v), "must be one of " .. table.concat(baselines.names(), ", ") end },
   seed = { type = "integer", default = 0 },
   rounds = { type = "integer", default = 5, check = function(v) return v >= 1, "must be >= 1" end },
   episodes_per_round = { type = "integer", default = 5, check = function(v) return v >= 1, "must be >= 1" end },

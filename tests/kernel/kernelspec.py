@@ -14,11 +14,15 @@ MISSING = ("the kernel tests need Debian's Jupyter packages (python3-jupyter-cli
            "python3-nbconvert, jupyter-nbconvert): run scripts/setup-deps.sh as root")
 
 
-def require_jupyter():
-    """Import jupyter_client and zmq, or stop the test with a clear failure."""
+def require_jupyter(nbconvert=False):
+    """Import jupyter_client and zmq (and nbconvert, nbformat), or stop the test with
+    a clear failure."""
     try:
         import jupyter_client  # noqa: F401
         import zmq  # noqa: F401
+        if nbconvert:
+            import nbconvert  # noqa: F401
+            import nbformat  # noqa: F401
     except ImportError as e:
         sys.stderr.write("FAIL: %s (%s, interpreter %s)\n" % (MISSING, e, sys.executable))
         sys.exit(1)
