@@ -2,6 +2,7 @@
 -- run (held-out scoring agrees with the loop's logged prediction; predict against the
 -- intervention model written out in plain Lua).
 local T = require "testing"
+local R = require "reference_math"
 local mile = require "mile"
 local C = require "mile.calibration"
 local loop = require "mile.loop"
@@ -118,25 +119,7 @@ T.test("held-out calibration agrees with the loop's logged prediction", function
   T.eq(ins.n, c.n)
 end)
 
--- Phi by Simpson's rule on the density (independent of mile's normal_cdf).
-local function Phi(x)
-  if x < -12 then return 0 end
-  if x > 12 then return 1 end
-  local n, a = 4000, -12
-  local h = (x - a) / n
-  local function phi(t) return math.exp(-t * t / 2) / math.sqrt(2 * math.pi) end
-  local s = phi(a) + phi(x)
-  for i = 1, n - 1 do s = s + (i % 2 == 1 and 4 or 2) * phi(a + i * h) end
-  return s * h / 3
-end
-
-local function softmax(l)
-  local mx, z, out = -math.huge, 0, {}
-  for _, v in ipairs(l) do mx = math.max(mx, v) end
-  for i, v in ipairs(l) do out[i] = math.exp(v - mx); z = z + out[i] end
-  for i = 1, #out do out[i] = out[i] / z end
-  return out
-end
+local Phi, softmax = R.Phi, R.softmax
 
 T.test("predict: Delta, q and p as DESIGN.md section 1 writes them", function()
   local row = select(1, run:rows(2)) + 3

@@ -1,6 +1,7 @@
 -- The experiment layer: the simulated human against independent math, a short
 -- end-to-end run, resume after kill -9, config errors.
 local T = require "testing"
+local R = require "reference_math"
 local tensor = require "mile.tensor"
 local human = require "mile.human"
 local loop = require "mile.loop"
@@ -13,25 +14,7 @@ local tmp = os.tmpname()
 os.remove(tmp)
 assert(sys.mkdir(tmp))
 
--- Phi by Simpson's rule on the density: independent of mile's normal_cdf.
-local function Phi(x)
-  if x < -12 then return 0 end
-  if x > 12 then return 1 end
-  local n, a = 4000, -12
-  local h = (x - a) / n
-  local function phi(t) return math.exp(-t * t / 2) / math.sqrt(2 * math.pi) end
-  local s = phi(a) + phi(x)
-  for i = 1, n - 1 do s = s + (i % 2 == 1 and 4 or 2) * phi(a + i * h) end
-  return s * h / 3
-end
-
-local function softmax(l)
-  local m, z, out = -math.huge, 0, {}
-  for _, v in ipairs(l) do m = math.max(m, v) end
-  for i, v in ipairs(l) do out[i] = math.exp(v - m); z = z + out[i] end
-  for i = 1, #out do out[i] = out[i] / z end
-  return out
-end
+local Phi, softmax = R.Phi, R.softmax
 
 -- The discrete model of DESIGN.md section 1 in plain Lua numbers.
 local function discrete_reference(le, lm, c, s)

@@ -252,28 +252,11 @@ end)
 
 -- ---- the examples of docs/research.md, sections 1-3, run as written -------------------------------
 
-local function doc_blocks()
-  local f = assert(io.open(root .. "/docs/research.md"))
-  local text = f:read("a")
-  f:close()
-  local a, b = text:find("\n## 1%. "), text:find("\n## 4%. ")
-  local out = {}
-  for code in text:sub(a or 1, b):gmatch("```lua\n(.-)```") do out[#out + 1] = code end
-  return out
-end
-
-T.test("docs/research.md sections 1-3 have Lua examples", function() T.truthy(#doc_blocks() >= 3) end)
-
-for i, code in ipairs(doc_blocks()) do
-  T.test(("docs/research.md example %d runs"):format(i), function()
-    local chunk = assert(load(code, "=docs/research.md example " .. i))
-    local real_print = print
-    print = function() end
-    local ok, err = pcall(chunk)
-    print = real_print
-    if not ok then error(err, 0) end
-  end)
-end
+local DOC, FROM, TO = root .. "/docs/research.md", "\n## 1%. ", "\n## 4%. "
+T.test("docs/research.md sections 1-3 have Lua examples", function()
+  T.truthy(#T.lua_blocks(DOC, FROM, TO) >= 3)
+end)
+T.doc_examples(DOC, "docs/research.md", FROM, TO)
 
 T.run()
 os.execute("rm -rf " .. tmp)

@@ -195,4 +195,35 @@ function M.run()
   os.exit(failures == 0, true) -- close the state: finalizers run, leak checkers see a clean exit
 end
 
+--- The ```lua blocks of a markdown file (between the `from` and `to` patterns when
+--- given), in order.
+function M.lua_blocks(path, from, to)
+  local f = assert(io.open(path, "r"))
+  local text = f:read("a")
+  f:close()
+  local a = from and text:find(from) or 1
+  local b = to and text:find(to) or #text
+  local out = {}
+  for code in text:sub(a, b):gmatch("```lua\n(.-)```") do out[#out + 1] = code end
+  return out
+end
+
+--- Register one test per Lua example of a document: each must run as written
+--- (documentation that no test runs goes stale). Their printing is silenced.
+--- Returns the number of examples.
+function M.doc_examples(path, label, from, to)
+  local blocks = M.lua_blocks(path, from, to)
+  for i, code in ipairs(blocks) do
+    M.test(("%s example %d runs"):format(label, i), function()
+      local chunk = assert(load(code, "=" .. label .. " example " .. i))
+      local real_print = print
+      print = function() end
+      local ok, err = pcall(chunk)
+      print = real_print
+      if not ok then error(err, 0) end
+    end)
+  end
+  return #blocks
+end
+
 return M
