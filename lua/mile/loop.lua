@@ -223,7 +223,8 @@ end
 --- Build a run from a resolved config: models from the cached policies (warm start),
 --- optimisers, generators, the run directory.
 function M.new_run(cfg)
-  local run = setmetatable({ cfg = cfg, task = tasks.get(cfg.env), round = 0, episodes = 0, metrics = {} }, Run)
+  local run = setmetatable({ cfg = cfg, task = tasks.get(cfg.env), round = 0, episodes = 0, metrics = {},
+    tty = sys.isatty(1) }, Run)
   local dir = cfg.policy_dir .. "/" .. cfg.env
   if sys.stat(dir .. "/initial.safetensors") ~= "file" then
     error(("loop: no cached policies in %s; run `mile scripts/make_policies.lua %s`"):format(dir, cfg.env), 0)
@@ -252,6 +253,15 @@ end
 
 -- ---- one round -------------------------------------------------------------------------------
 
+-- On a terminal, one line that rewrites itself while a round runs (plain per-round
+-- lines otherwise, and nothing when progress is off).
+function Run:status(fmt, ...)
+  if not (self.cfg.progress and self.tty) then return end
+  io.stdout:write(("\r\27[K[%s] round %d/%d  "):format(self.cfg.name, self.round + 1, self.cfg.rounds),
+    fmt:format(...))
+  io.stdout:flush()
+end
+
 -- Robot rollouts with the human watching; appends to the dataset.
 function Run:collect(round)
   local cfg, env = self.cfg, self.env
@@ -259,6 +269,7 @@ function Run:collect(round)
   local first_row = self.dataset:size() + 1
   local schedule = self.schedule and self.schedule.has_step and self.schedule or nil
   for k = 1, cfg.episodes_per_round do
+    self:status("collecting episode %d/%d (%d interventions so far)", k, cfg.episodes_per_round, stats.interventions)
     local obs = env:reset { seed = collect_seed(cfg, round, k) }
     self.episodes = self.episodes + 1
     if self.human.reset then self.human:reset() end
@@ -376,6 +387,7 @@ function Run:do_round(round)
   schedule:update(stats)
   self.learner_cost = schedule:learner_cost(round, stats)
   self.last_stats = stats
+  self:status("training (%s, %d steps)", self.cfg.method, baselines.budget(self))
   local train = self.method.train(self, round)
   if self.cfg["human.mental"] == "lag" then
     self.policy_snapshots = self.policy_snapshots or {}
@@ -384,6 +396,7 @@ function Run:do_round(round)
     self.policy_snapshots[round] = sd
     self.policy_snapshots[round - self.cfg["human.lag"] - 2] = nil
   end
+  self:status("evaluating %d episodes", self.cfg.eval_episodes)
   local ev = self:evaluate(self.cfg.eval_episodes)
   local previous = self.metrics[#self.metrics]
   local row = {
@@ -501,7 +514,7 @@ function M.run(user, opts)
   for r = run.round + 1, run.cfg.rounds do
     local row = run:do_round(r)
     run:commit()
-    if run.cfg.progress then print(progress_line(run, row)) end
+    if run.cfg.progress then print((run.tty and "\r\27[K" or "") .. progress_line(run, row)) end
   end
   report.write(run)
   return run

@@ -146,6 +146,12 @@ static int sys_listdir(lua_State *L) {
   return 1;
 }
 
+/* isatty(fd = 1): whether a file descriptor is a terminal (progress bars). */
+static int sys_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+  return 1;
+}
+
 static int sys_getpid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)getpid());
   return 1;
@@ -155,6 +161,7 @@ static const luaL_Reg functions[] = {{"monotonic", sys_monotonic}, {"rss_mib", s
                                      {"set_num_threads", sys_set_num_threads}, {"num_threads", sys_num_threads},
                                      {"write_atomic", sys_write_atomic}, {"mkdir", sys_mkdir},
                                      {"stat", sys_stat}, {"listdir", sys_listdir}, {"getpid", sys_getpid},
+                                     {"isatty", sys_isatty},
                                      {NULL, NULL}};
 
 int luaopen_mile_sys(lua_State *L) {
