@@ -18,17 +18,8 @@ local plot = require "mile.plot"
 
 local here = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "scripts"
 local E = loadfile(here .. "/temporal_eval.lua")("--module")
-local seeds, rounds, doc = 3, 8, here .. "/../docs/research.md"
-local args = { ... }
-for i = 1, #args do
-  if args[i] == "--seeds" then seeds = tonumber(args[i + 1]) end
-  if args[i] == "--rounds" then rounds = tonumber(args[i + 1]) end
-  if args[i] == "--doc" then doc = args[i + 1] end
-end
-local img = (doc:match("^(.*)/[^/]*$") or ".") .. "/img/mismatch.png"
-local tmp = os.tmpname()
-os.remove(tmp)
-assert(sys.mkdir(tmp))
+local setup = E.script_setup({ ... }, { seeds = 3, rounds = 8, doc = here .. "/../docs/research.md" }, "mismatch.png")
+local seeds, rounds, doc, img, tmp = setup.seeds, setup.rounds, setup.doc, setup.img, setup.tmp
 
 local BASE = { env = "LunarLander-v3", method = "mile", rounds = rounds, episodes_per_round = 2, epochs = 20,
   eval_episodes = 20, progress = false }

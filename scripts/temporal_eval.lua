@@ -138,6 +138,22 @@ function M.replace_block(path, name, text)
   assert(sys.write_atomic(path, doc))
 end
 
+--- The common start of the research scripts: --seeds, --rounds, --doc from args
+--- (defaults given), a fresh temporary directory, and the figure path next to doc.
+function M.script_setup(args, defaults, figure)
+  local o = { seeds = defaults.seeds, rounds = defaults.rounds, doc = defaults.doc }
+  for i = 1, #args do
+    if args[i] == "--seeds" then o.seeds = tonumber(args[i + 1]) end
+    if args[i] == "--rounds" then o.rounds = tonumber(args[i + 1]) end
+    if args[i] == "--doc" then o.doc = args[i + 1] end
+  end
+  o.img = (o.doc:match("^(.*)/[^/]*$") or ".") .. "/img/" .. figure
+  o.tmp = os.tmpname()
+  os.remove(o.tmp)
+  assert(require("mile.sys").mkdir(o.tmp))
+  return o
+end
+
 if (...) == "--module" then return M end
 
 -- ---- the experiment ------------------------------------------------------------------------

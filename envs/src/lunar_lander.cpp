@@ -454,23 +454,23 @@ void draw_scene(const LunarLander &ll, Canvas &cv) {
 void heuristic(bool continuous, const double *s, double *action) {
   double angle_targ = clip(s[0] * 0.5 + s[2] * 1.0, -0.4, 0.4); // more than 0.4 rad (22 deg) is bad
   double hover_targ = 0.55 * std::fabs(s[0]);
-  double angle_todo = (angle_targ - s[4]) * 0.5 - s[5] * 1.0;
-  double hover_todo = (hover_targ - s[1]) * 0.5 - s[3] * 0.5;
+  double angle_cmd = (angle_targ - s[4]) * 0.5 - s[5] * 1.0;
+  double hover_cmd = (hover_targ - s[1]) * 0.5 - s[3] * 0.5;
   if (s[6] != 0 || s[7] != 0) { // legs down: stop steering, only damp the fall
-    angle_todo = 0;
-    hover_todo = -s[3] * 0.5;
+    angle_cmd = 0;
+    hover_cmd = -s[3] * 0.5;
   }
   if (continuous) {
-    action[0] = clip(hover_todo * 20 - 1, -1, 1);
-    action[1] = clip(-angle_todo * 20, -1, 1);
+    action[0] = clip(hover_cmd * 20 - 1, -1, 1);
+    action[1] = clip(-angle_cmd * 20, -1, 1);
     return;
   }
   double a = 0;
-  if (hover_todo > std::fabs(angle_todo) && hover_todo > 0.05)
+  if (hover_cmd > std::fabs(angle_cmd) && hover_cmd > 0.05)
     a = 2;
-  else if (angle_todo < -0.05)
+  else if (angle_cmd < -0.05)
     a = 3;
-  else if (angle_todo > 0.05)
+  else if (angle_cmd > 0.05)
     a = 1;
   action[0] = a;
 }

@@ -141,7 +141,7 @@ local function standardised(self, action)
   return (action - self.mu) * (-self.log_sd):exp()
 end
 
--- actions of rows with nu = 0 replaced by mu (their terms are unused; a NaN placeholder
+-- actions of rows with nu = 0 replaced by mu (their terms are unused; a NaN stand-in
 -- in a dataset must not turn into a NaN gradient)
 local function sanitise(self, action, nu)
   if nu == nil then return action end

@@ -91,7 +91,7 @@ static int iv_loss(lua_State *L) {
 /* take(matrix [B, n], actions [B], offset [, nu]) -> [B]: matrix[b][offset + actions[b]]
  * (0-based action values, 0-based offset; differentiable in matrix). Rows with nu = 0
  * read column offset + 0 whatever their action (their value is unused by the
- * losses, and datasets may store a placeholder there). `width` bounds the action
+ * losses, and datasets may store any filler there). `width` bounds the action
  * values (default n - offset). */
 static int iv_take(lua_State *L) {
   const char *fname = "take";
