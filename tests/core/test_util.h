@@ -20,24 +20,9 @@
 
 #include "mile/mile.h"
 
-/* A call that must succeed. */
-#define OK(expr)                                                                                 \
-  do {                                                                                           \
-    mile_status ok_status_ = (expr);                                                             \
-    if (ok_status_ != MILE_OK)                                                                   \
-      fail_msg("%s returned %s: %s", #expr, mile_status_name(ok_status_), mile_last_error());     \
-  } while (0)
+#include "../common/checks.h"
 
-/* A call that must fail with `code` and leave a message (cleared before the call). */
-#define EXPECT_ERR(code, expr)                                                                   \
-  do {                                                                                           \
-    mile_set_error(MILE_OK, "%s", "");                                                           \
-    mile_status err_status_ = (expr);                                                            \
-    if (err_status_ != (code))                                                                   \
-      fail_msg("%s returned %s, expected %s (message: %s)", #expr, mile_status_name(err_status_), \
-               mile_status_name(code), mile_last_error());                                       \
-    if (mile_last_error()[0] == '\0') fail_msg("%s: no error message", #expr);                   \
-  } while (0)
+
 
 /* Relative tolerance per dtype: float32 kernels against float64 references. */
 static inline double tol_of(mile_dtype dt) { return dt == MILE_FLOAT64 ? 1e-12 : 1e-5; }

@@ -28,24 +28,9 @@
 
 #include "mile/mile.h"
 
-#define OK(expr)                                                                                 \
-  do {                                                                                           \
-    mile_status ok_status_ = (expr);                                                             \
-    if (ok_status_ != MILE_OK)                                                                   \
-      fail_msg("%s returned %s: %s", #expr, mile_status_name(ok_status_), mile_last_error());     \
-  } while (0)
+#include "../common/checks.h"
 
-/* A call that must fail with `code` and a message containing `want`. */
-#define EXPECT_ERR(code, want, expr)                                                                   \
-  do {                                                                                                 \
-    mile_set_error(MILE_OK, "%s", "");                                                                 \
-    mile_status err_status_ = (expr);                                                                  \
-    if (err_status_ != (code))                                                                         \
-      fail_msg("%s returned %s, expected %s (message: %s)", #expr, mile_status_name(err_status_),       \
-               mile_status_name(code), mile_last_error());                                             \
-    if (!strstr(mile_last_error(), (want)))                                                            \
-      fail_msg("%s: message \"%s\" does not contain \"%s\"", #expr, mile_last_error(), (want));        \
-  } while (0)
+
 
 /* ---- files ----------------------------------------------------------------------------- */
 
@@ -548,23 +533,23 @@ static void test_io_errors(void **state) {
   const char *missing = in_dir("no-such-file.csv");
   char want[300];
   snprintf(want, sizeof want, "%s: No such file or directory", missing);
-  EXPECT_ERR(MILE_ERR_IO, want, mile_dataset_load(&ds, missing, 0));
+  EXPECT_ERR_MSG(MILE_ERR_IO, want, mile_dataset_load(&ds, missing, 0));
   assert_null(ds);
-  EXPECT_ERR(MILE_ERR_IO, dir, mile_dataset_load(&ds, dir, 0)); /* a directory */
+  EXPECT_ERR_MSG(MILE_ERR_IO, dir, mile_dataset_load(&ds, dir, 0)); /* a directory */
   /* messages of files name the path */
   const char *bad = in_dir("bad.csv");
   write_text(bad, "episode,t\n", 10);
   snprintf(want, sizeof want, "%s:1:1: missing column 'nu'", bad);
-  EXPECT_ERR(MILE_ERR_FORMAT, want, mile_dataset_load(&ds, bad, 0));
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, want, mile_dataset_load(&ds, bad, 0));
   /* writing into a directory that does not exist */
   mile_dataset *d;
   OK(mile_dataset_new(&d, 1, 1, 1, 0));
-  EXPECT_ERR(MILE_ERR_IO, "cannot create a temporary file", mile_dataset_save(d, in_dir("nope/x.csv")));
-  EXPECT_ERR(MILE_ERR_IO, "cannot create a temporary file", mile_dataset_append_file(d, in_dir("nope/x.csv"), 0));
-  EXPECT_ERR(MILE_ERR_IO, "not a regular file", mile_dataset_append_file(d, dir, 0));
+  EXPECT_ERR_MSG(MILE_ERR_IO, "cannot create a temporary file", mile_dataset_save(d, in_dir("nope/x.csv")));
+  EXPECT_ERR_MSG(MILE_ERR_IO, "cannot create a temporary file", mile_dataset_append_file(d, in_dir("nope/x.csv"), 0));
+  EXPECT_ERR_MSG(MILE_ERR_IO, "not a regular file", mile_dataset_append_file(d, dir, 0));
   mile_dataset_free(d);
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "NULL", mile_dataset_load(&ds, NULL, 0));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "NULL", mile_dataset_load(NULL, missing, 0));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "NULL", mile_dataset_load(&ds, NULL, 0));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "NULL", mile_dataset_load(NULL, missing, 0));
 }
 
 /* The reader and writer ignore the process's locale (a decimal comma would break both). */
@@ -614,8 +599,8 @@ static void test_append_file(void **state) {
   char *after = read_text(path, NULL);
   assert_string_equal(before, after);
   free(before), free(after);
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "from_row 51 out of range 0..50", mile_dataset_append_file(ds, path, 51));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "from_row -1 out of range", mile_dataset_append_file(ds, path, -1));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "from_row 51 out of range 0..50", mile_dataset_append_file(ds, path, 51));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "from_row -1 out of range", mile_dataset_append_file(ds, path, -1));
   /* an empty file (os.tmpname, touch) is taken as new */
   const char *empty = in_dir("append-empty.csv");
   write_text(empty, "", 0);
@@ -644,21 +629,21 @@ static void test_append_file_refuses(void **state) {
   write_text(path, other, strlen(other));
   snprintf(want, sizeof want, "%s:1:12: header does not match the dataset: the file has 11 columns, the dataset more "
            "(next: 'p')", path);
-  EXPECT_ERR(MILE_ERR_FORMAT, want, mile_dataset_append_file(ds, path, 0));
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, want, mile_dataset_append_file(ds, path, 0));
   const char *swapped = "episode,t,s_0,s_1,s_2,ah,ar,nu,reward,done,success,p\n";
   write_text(path, swapped, strlen(swapped));
   snprintf(want, sizeof want, "%s:1:6: header does not match the dataset: column 6 is \"ah\" in the file, 'ar' in "
            "the dataset", path);
-  EXPECT_ERR(MILE_ERR_FORMAT, want, mile_dataset_append_file(ds, path, 0));
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, want, mile_dataset_append_file(ds, path, 0));
   const char *longer = "episode,t,s_0,s_1,s_2,ar,ah,nu,reward,done,success,p,extra_column_name\n";
   write_text(path, longer, strlen(longer));
-  EXPECT_ERR(MILE_ERR_FORMAT, ":1:13: header does not match the dataset: the file has column \"ext",
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, ":1:13: header does not match the dataset: the file has column \"ext",
              mile_dataset_append_file(ds, path, 0));
   /* a cut last row: not appended to (the file is left as it is) */
   const char *cut = "episode,t,s_0,s_1,s_2,ar,ah,nu,reward,done,success,p\n0,0,1,2,3,0,0,0,0,0,0,0.12";
   write_text(path, cut, strlen(cut));
   snprintf(want, sizeof want, "%s: does not end with a newline (a truncated last row?); not appending to it", path);
-  EXPECT_ERR(MILE_ERR_FORMAT, want, mile_dataset_append_file(ds, path, 0));
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, want, mile_dataset_append_file(ds, path, 0));
   char *now = read_text(path, NULL);
   assert_string_equal(now, cut);
   free(now);
@@ -757,10 +742,10 @@ static void test_killed_writer(void **state) {
 
 static void test_new_and_append_checks(void **state) {
   mile_dataset *ds = (mile_dataset *)&ds;
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "obs_dim must be in 1..", mile_dataset_new(&ds, 0, 1, 1, 0));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "obs_dim must be in 1..", mile_dataset_new(&ds, 0, 1, 1, 0));
   assert_null(ds);
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "a discrete dataset has action_dim 1, got 2", mile_dataset_new(&ds, 3, 2, 1, 0));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "action_dim must be in 1..", mile_dataset_new(&ds, 3, 0, 0, 0));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "a discrete dataset has action_dim 1, got 2", mile_dataset_new(&ds, 3, 2, 1, 0));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "action_dim must be in 1..", mile_dataset_new(&ds, 3, 0, 0, 0));
   OK(mile_dataset_new(&ds, 2, 1, 1, 0));
   OK(mile_dataset_set_n_actions(ds, 3));
   /* episode, t, s_0, s_1, ar, ah, nu, reward, done, success */
@@ -768,22 +753,22 @@ static void test_new_and_append_checks(void **state) {
   double rows[30];
   for (int i = 0; i < 3; i++) memcpy(rows + 10 * i, good, sizeof good);
   rows[10 + 6] = 2; /* nu of row 1 */
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "dataset_append: column 'nu': must be 0 or 1, got 2 (row 1 of 3, 0-based)",
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "dataset_append: column 'nu': must be 0 or 1, got 2 (row 1 of 3, 0-based)",
              mile_dataset_append(ds, 3, rows));
   assert_int_equal(mile_dataset_rows(ds), 0); /* nothing added */
   rows[16] = 1, rows[25] = 2;                   /* ah of row 2 differs with nu = 0 */
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "column 'ah': nu = 0 but ah = 2 differs from ar = 1", mile_dataset_append(ds, 3, rows));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "column 'ah': nu = 0 but ah = 2 differs from ar = 1", mile_dataset_append(ds, 3, rows));
   rows[25] = 1, rows[24] = 3, rows[26] = 1;
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "column 'ar': action 3 out of range 0..2", mile_dataset_append(ds, 3, rows));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "column 'ar': action 3 out of range 0..2", mile_dataset_append(ds, 3, rows));
   rows[24] = 2, rows[22] = NAN;
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "column 's_0': NaN is not a finite number", mile_dataset_append(ds, 3, rows));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "column 's_0': NaN is not a finite number", mile_dataset_append(ds, 3, rows));
   rows[22] = INFINITY;
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "column 's_0': inf is not a finite number", mile_dataset_append(ds, 3, rows));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "column 's_0': inf is not a finite number", mile_dataset_append(ds, 3, rows));
   rows[22] = 1;
   OK(mile_dataset_append(ds, 3, rows));
   assert_int_equal(mile_dataset_rows(ds), 3);
   assert_int_equal(mile_dataset_count_interventions(ds), 2);
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "row 2, column 'ar': action 2 out of range 0..1", mile_dataset_set_n_actions(ds, 2));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "row 2, column 'ar': action 2 out of range 0..1", mile_dataset_set_n_actions(ds, 2));
   assert_int_equal(mile_dataset_n_actions(ds), 3);
   OK(mile_dataset_set_n_actions(ds, 0));
   /* extend with itself doubles the rows (the source moves while the table grows) */
@@ -792,8 +777,8 @@ static void test_new_and_append_checks(void **state) {
   assert_memory_equal(mile_dataset_data(ds) + 3 * 255 * 10, rows, sizeof rows);
   mile_dataset *cont;
   OK(mile_dataset_new(&cont, 2, 1, 0, 0));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "different columns", mile_dataset_extend(ds, cont));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "continuous actions", mile_dataset_set_n_actions(cont, 3));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "different columns", mile_dataset_extend(ds, cont));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "continuous actions", mile_dataset_set_n_actions(cont, 3));
   mile_dataset_free(cont);
   mile_dataset_free(ds);
   mile_dataset_free(NULL);
@@ -823,7 +808,7 @@ static void test_fields_and_subset(void **state) {
   mile_tensor_release(t);
   mile_dataset *nop;
   OK(mile_dataset_new(&nop, 1, 1, 1, 0));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "no p column", mile_dataset_field(&t, nop, MILE_DATA_FIELD_P, MILE_FLOAT32));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "no p column", mile_dataset_field(&t, nop, MILE_DATA_FIELD_P, MILE_FLOAT32));
   assert_int_equal(mile_dataset_field_col(nop, MILE_DATA_FIELD_P), -1);
   assert_int_equal(mile_dataset_field_width(nop, MILE_DATA_FIELD_P), 0);
   OK(mile_dataset_field(&t, nop, MILE_DATA_FIELD_ROBOT_ACTION, MILE_FLOAT32));
@@ -837,7 +822,7 @@ static void test_fields_and_subset(void **state) {
     assert_memory_equal(mile_dataset_data(sub) + k * cols, data + pick[k] * cols, (size_t)cols * 8);
   mile_dataset_free(sub);
   int64_t bad[] = {3, 25};
-  EXPECT_ERR(MILE_ERR_RANGE, "row index 25 out of range 0..24 (at position 1)", mile_dataset_subset(&sub, ds, 2, bad));
+  EXPECT_ERR_MSG(MILE_ERR_RANGE, "row index 25 out of range 0..24 (at position 1)", mile_dataset_subset(&sub, ds, 2, bad));
   OK(mile_dataset_subset(&sub, ds, 0, NULL));
   assert_int_equal(mile_dataset_rows(sub), 0);
   mile_dataset_free(sub);
@@ -883,15 +868,15 @@ static void test_sampler(void **state) {
   mile_tensor *bt;
   shape[0] = 2;
   OK(mile_from_data(&bt, MILE_FLOAT64, 1, shape, neg, MILE_FLOAT64));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "weight -1 at 0-based index 1", mile_sampler_new(&s, bt));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "weight -1 at 0-based index 1", mile_sampler_new(&s, bt));
   mile_tensor_release(bt);
   double zero[] = {0, 0};
   OK(mile_from_data(&bt, MILE_FLOAT64, 1, shape, zero, MILE_FLOAT64));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "sum to 0", mile_sampler_new(&s, bt));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "sum to 0", mile_sampler_new(&s, bt));
   mile_tensor_release(bt);
   double nan_w[] = {1, NAN};
   OK(mile_from_data(&bt, MILE_FLOAT64, 1, shape, nan_w, MILE_FLOAT64));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "weights must be finite", mile_sampler_new(&s, bt));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "weights must be finite", mile_sampler_new(&s, bt));
   mile_tensor_release(bt);
   mile_tensor_release(wt);
 }

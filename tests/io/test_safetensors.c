@@ -24,24 +24,9 @@
 
 #include "mile/mile.h"
 
-#define OK(expr)                                                                                  \
-  do {                                                                                            \
-    mile_status ok_status_ = (expr);                                                              \
-    if (ok_status_ != MILE_OK)                                                                    \
-      fail_msg("%s returned %s: %s", #expr, mile_status_name(ok_status_), mile_last_error());      \
-  } while (0)
+#include "../common/checks.h"
 
-/* A call that must fail with `code` and a message containing `part`. */
-#define EXPECT_ERR(code, part, expr)                                                              \
-  do {                                                                                            \
-    mile_set_error(MILE_OK, "%s", "");                                                            \
-    mile_status err_status_ = (expr);                                                             \
-    if (err_status_ != (code))                                                                    \
-      fail_msg("%s returned %s, expected %s (message: %s)", #expr, mile_status_name(err_status_),  \
-               mile_status_name(code), mile_last_error());                                        \
-    if (!strstr(mile_last_error(), (part)))                                                       \
-      fail_msg("%s: message \"%s\" lacks \"%s\"", #expr, mile_last_error(), (part));              \
-  } while (0)
+
 
 static char tmpdir[256];
 
@@ -471,23 +456,23 @@ static void test_bad_lengths(void **state) {
   (void)state;
   mile_safetensors *st;
   /* shorter than the length field */
-  EXPECT_ERR(MILE_ERR_FORMAT, "too short", mile_safetensors_parse(&st, "\x02\x00\x00", 3, "short"));
-  EXPECT_ERR(MILE_ERR_FORMAT, "0 bytes", mile_safetensors_parse(&st, NULL, 0, NULL));
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, "too short", mile_safetensors_parse(&st, "\x02\x00\x00", 3, "short"));
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, "0 bytes", mile_safetensors_parse(&st, NULL, 0, NULL));
   assert_non_null(strstr(mile_last_error(), "<memory>"));
   /* header length past the end of the file, and absurd */
   unsigned char buf[16] = {0x10, 0, 0, 0, 0, 0, 0, 0, '{', '}'};
-  EXPECT_ERR(MILE_ERR_FORMAT, "larger than the rest of the file", mile_safetensors_parse(&st, buf, 10, "l"));
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, "larger than the rest of the file", mile_safetensors_parse(&st, buf, 10, "l"));
   memset(buf, 0xff, 8);
-  EXPECT_ERR(MILE_ERR_FORMAT, "exceeds the limit", mile_safetensors_parse(&st, buf, 16, "l"));
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, "exceeds the limit", mile_safetensors_parse(&st, buf, 16, "l"));
   buf[0] = 0, buf[1] = 0, buf[2] = 0, buf[3] = 0x10, buf[4] = 0, buf[5] = 0, buf[6] = 0, buf[7] = 0;
-  EXPECT_ERR(MILE_ERR_FORMAT, "exceeds the limit", mile_safetensors_parse(&st, buf, 16, "l"));
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, "exceeds the limit", mile_safetensors_parse(&st, buf, 16, "l"));
   /* a header too short for an object */
   unsigned char one[9] = {1, 0, 0, 0, 0, 0, 0, 0, '{'};
-  EXPECT_ERR(MILE_ERR_FORMAT, "too short", mile_safetensors_parse(&st, one, 9, "l"));
+  EXPECT_ERR_MSG(MILE_ERR_FORMAT, "too short", mile_safetensors_parse(&st, one, 9, "l"));
   /* arguments */
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "NULL", mile_safetensors_parse(NULL, buf, 16, "l"));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "NULL", mile_safetensors_parse(&st, NULL, 16, "l"));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "NULL", mile_safetensors_load(&st, NULL));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "NULL", mile_safetensors_parse(NULL, buf, 16, "l"));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "NULL", mile_safetensors_parse(&st, NULL, 16, "l"));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "NULL", mile_safetensors_load(&st, NULL));
 }
 
 /* A small valid file with metadata, every dtype mile writes, an empty and a 0-d tensor. */
@@ -606,10 +591,10 @@ static void test_missing_file(void **state) {
   (void)state;
   mile_safetensors *st = (mile_safetensors *)(uintptr_t)1;
   const char *path = in_tmp("does-not-exist.safetensors");
-  EXPECT_ERR(MILE_ERR_IO, "No such file", mile_safetensors_load(&st, path));
+  EXPECT_ERR_MSG(MILE_ERR_IO, "No such file", mile_safetensors_load(&st, path));
   assert_null(st);
   assert_non_null(strstr(mile_last_error(), path));
-  EXPECT_ERR(MILE_ERR_IO, "not a regular file", mile_safetensors_load(&st, tmpdir));
+  EXPECT_ERR_MSG(MILE_ERR_IO, "not a regular file", mile_safetensors_load(&st, tmpdir));
 }
 
 static void test_save_argument_errors(void **state) {
@@ -623,21 +608,21 @@ static void test_save_argument_errors(void **state) {
   const char *null_name[1] = {NULL};
   mile_tensor *null_tensor[1] = {NULL};
   const char *ok_name[1] = {"a"};
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "path is NULL", mile_safetensors_save(NULL, 1, ok_name, two, 0, NULL, NULL));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "negative", mile_safetensors_save(path, -1, ok_name, two, 0, NULL, NULL));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "NULL", mile_safetensors_save(path, 1, NULL, two, 0, NULL, NULL));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "appears twice", mile_safetensors_save(path, 2, dup, two, 0, NULL, NULL));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "empty name", mile_safetensors_save(path, 1, empty, two, 0, NULL, NULL));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "NULL name", mile_safetensors_save(path, 1, null_name, two, 0, NULL, NULL));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "cannot name", mile_safetensors_save(path, 1, meta_name, two, 0, NULL, NULL));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "'\\xc3(' is not valid UTF-8",
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "path is NULL", mile_safetensors_save(NULL, 1, ok_name, two, 0, NULL, NULL));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "negative", mile_safetensors_save(path, -1, ok_name, two, 0, NULL, NULL));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "NULL", mile_safetensors_save(path, 1, NULL, two, 0, NULL, NULL));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "appears twice", mile_safetensors_save(path, 2, dup, two, 0, NULL, NULL));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "empty name", mile_safetensors_save(path, 1, empty, two, 0, NULL, NULL));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "NULL name", mile_safetensors_save(path, 1, null_name, two, 0, NULL, NULL));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "cannot name", mile_safetensors_save(path, 1, meta_name, two, 0, NULL, NULL));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "'\\xc3(' is not valid UTF-8",
              mile_safetensors_save(path, 1, bad_utf8, two, 0, NULL, NULL));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "is NULL", mile_safetensors_save(path, 1, ok_name, null_tensor, 0, NULL, NULL));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "is NULL", mile_safetensors_save(path, 1, ok_name, null_tensor, 0, NULL, NULL));
   const char *keys[2] = {"k", "k"}, *values[2] = {"1", "2"}, *bad_values[1] = {"\xff"};
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "metadata key 'k' appears twice",
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "metadata key 'k' appears twice",
              mile_safetensors_save(path, 1, ok_name, two, 2, keys, values));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "not valid UTF-8", mile_safetensors_save(path, 1, ok_name, two, 1, keys, bad_values));
-  EXPECT_ERR(MILE_ERR_ARGUMENT, "metadata", mile_safetensors_save(path, 1, ok_name, two, 1, NULL, values));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "not valid UTF-8", mile_safetensors_save(path, 1, ok_name, two, 1, keys, bad_values));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "metadata", mile_safetensors_save(path, 1, ok_name, two, 1, NULL, values));
   assert_non_null(strstr(mile_last_error(), path));
   assert_int_equal(access(path, F_OK), -1); /* nothing was written */
   assert_int_equal(count_temp_files(tmpdir), 0);
