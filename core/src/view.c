@@ -305,30 +305,18 @@ mile_status mile_contiguous(mile_tensor **out, mile_tensor *t) {
 
 mile_status mile_clone(mile_tensor **out, mile_tensor *t) { return copy_as(out, t, (mile_dtype)t->dtype, "clone"); }
 
-static mile_status to_dtype_backward(mile_node *node, mile_tensor *g, mile_tensor **grads) {
-  return mile_to_dtype(&grads[0], g, (mile_dtype)node->dparam[1]);
-}
-
+/* backward of to_dtype is the identity too: the engine converts every gradient to
+ * its input's dtype */
 mile_status mile_to_dtype(mile_tensor **out, mile_tensor *t, mile_dtype dtype) {
-  if (dtype != MILE_FLOAT32 && dtype != MILE_FLOAT64)
+  if (dtype != MILE_FLOAT32 && dtype != MILE_FLOAT64) {
+    *out = NULL;
     return mile_set_error(MILE_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);
+  }
   if (t->dtype == (int32_t)dtype) {
     *out = mile_tensor_retain(t);
     return MILE_OK;
   }
-  *out = NULL;
-  mile_tensor *c;
-  MILE_TRY(mile_empty(&c, dtype, t->ndim, t->shape));
-  mile_status st = mile_copy_(c, t);
-  if (st != MILE_OK) {
-    mile_tensor_release(c);
-    return st;
-  }
-  c->storage->version = 0;
-  mile_node *node = NULL;
-  MILE_TRY(finish(out, c, t, "to_dtype", to_dtype_backward, &node));
-  if (node) node->dparam[1] = t->dtype;
-  return MILE_OK;
+  return copy_as(out, t, dtype, "to_dtype");
 }
 
 mile_status mile_detach(mile_tensor **out, mile_tensor *t) {
