@@ -378,21 +378,21 @@ static void test_expert_matches_the_heuristic_rules(void **state) {
   /* ENVS.md 1.9 worked by hand on a few states */
   mile_env *discrete = make(DISCRETE, NULL), *continuous = make(CONTINUOUS, NULL);
   double a[2];
-  /* level, 0.2 up, falling at -0.5: hover_todo = (0 - 0.2)*0.5 - (-0.5)*0.5 = 0.15,
-   * above 0.05 and above |angle_todo| = 0 -> main engine (2); continuous 0.15*20 - 1 = 2 -> 1 */
+  /* level, 0.2 up, falling at -0.5: hover_cmd = (0 - 0.2)*0.5 - (-0.5)*0.5 = 0.15,
+   * above 0.05 and above |angle_cmd| = 0 -> main engine (2); continuous 0.15*20 - 1 = 2 -> 1 */
   const double falling[OBS_DIM] = {0, 0.2, 0, -0.5, 0, 0, 0, 0};
   mile_env_expert_act(discrete, falling, a);
   assert_float_equal(a[0], 2, 0);
   mile_env_expert_act(continuous, falling, a);
   assert_float_equal(a[0], 1, 0);
   assert_float_equal(a[1], 0, 0);
-  /* tilted left (angle 0.3), still: angle_todo = (0 - 0.3)*0.5 = -0.15 -> right engine (3) */
+  /* tilted left (angle 0.3), still: angle_cmd = (0 - 0.3)*0.5 = -0.15 -> right engine (3) */
   const double tilted[OBS_DIM] = {0, 1, 0, 0, 0.3, 0, 0, 0};
   mile_env_expert_act(discrete, tilted, a);
   assert_float_equal(a[0], 3, 0);
   mile_env_expert_act(continuous, tilted, a);
-  assert_float_equal(a[0], -1, 0); /* hover_todo = -0.5 -> -11 -> -1 */
-  assert_float_equal(a[1], 1, 0);  /* -angle_todo*20 = 3 -> 1 */
+  assert_float_equal(a[0], -1, 0); /* hover_cmd = -0.5 -> -11 -> -1 */
+  assert_float_equal(a[1], 1, 0);  /* -angle_cmd*20 = 3 -> 1 */
   /* legs down: no steering, only damping of the vertical speed */
   const double landed[OBS_DIM] = {0.1, 0, 0.05, -0.01, 0.2, 0.1, 1, 0};
   mile_env_expert_act(continuous, landed, a);

@@ -413,7 +413,7 @@ T.test("api: errors name the argument and the mismatch", function()
   T.raises(function() I.loss { model = m, nu = { 1, 1, 1 }, human_action = { 0, 4, 0 } } end,
     "human_action: sample 2 has action value 4, expected an integer in 0..3")
   T.raises(function() I.loss { model = m, nu = { 1, 1 }, human_action = { 0, 1, 0 } } end, "nu has 2 values for a batch of 3")
-  -- rows without intervention may hold any placeholder action
+  -- rows without intervention may hold any filler action
   local l = I.loss { model = m, nu = { 0, 1, 0 }, human_action = { -1, 2, 99 } }
   T.near(l.j2:item(), math.log(4), 1e-12)
   -- tables and numbers are accepted where tensors are natural, outputs keep the dtype
