@@ -53,7 +53,13 @@ mile_status mile_sink_close(mile_sink *s, const char *path, const char *who, mil
 mile_status mile_tensor_view_of(mile_tensor **out, const mile_tensor *base, int32_t ndim, const int64_t *shape,
                                 const int64_t *stride, int64_t offset);
 void mile_contiguous_strides(int32_t ndim, const int64_t *shape, int64_t *stride);
+/* Element count of a shape; -1 when a size is negative or the count exceeds the
+ * limit per tensor (2^40, mile/checked.h). Every tensor's own shape is within it. */
 int64_t mile_shape_numel(int32_t ndim, const int64_t *shape);
+/* Check a shape a caller asked for: 0..MILE_MAX_DIMS dims, no negative size, at most
+ * 2^40 elements (MILE_ERR_ARGUMENT with a message naming fname otherwise). *numel
+ * (may be NULL) gets the element count. */
+mile_status mile_check_numel(const char *fname, int32_t ndim, const int64_t *shape, int64_t *numel);
 bool mile_same_shape(const mile_tensor *a, const mile_tensor *b);
 /* Normalise and check a dim (0-based, < ndim). */
 mile_status mile_check_dim(const char *fname, const mile_tensor *t, int32_t dim);

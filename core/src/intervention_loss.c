@@ -81,7 +81,7 @@ static mile_status loss_backward(mile_node *node, mile_tensor *g, mile_tensor **
   mile_dtype dtype = (mile_dtype)node->inputs[0]->dtype;
   double gout[3];
   MILE_TRY(mile_to_doubles(g, gout));
-  double *buf = calloc((size_t)(5 * B), sizeof *buf);
+  double *buf = calloc((size_t)(5 * B > 0 ? 5 * B : 1), sizeof *buf); /* calloc(0) may be NULL */
   if (!buf) return mile_err_nomem(FNAME);
   double *nu = buf + 4 * B, n1 = 0;
   mile_status st = mile_to_doubles(node->inputs[4], nu);

@@ -47,6 +47,7 @@ double mile_rng_normal(mile_rng *rng) {
 }
 
 uint64_t mile_rng_below(mile_rng *rng, uint64_t n) {
+  if (n == 0) return mile_rng_next(rng);        /* the whole 2^64 range: every value is fair */
   uint64_t limit = UINT64_MAX - UINT64_MAX % n; /* reject the biased tail */
   uint64_t x;
   do x = mile_rng_next(rng);

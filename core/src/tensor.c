@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mile/checked.h"
 #include "internal.h"
 
 size_t mile_dtype_size(mile_dtype dtype) { return dtype == MILE_FLOAT64 ? 8 : 4; }
@@ -25,9 +26,24 @@ const char *mile_shape_str(const mile_tensor *t, char *buf, size_t size) {
 }
 
 int64_t mile_shape_numel(int32_t ndim, const int64_t *shape) {
-  int64_t n = 1;
-  for (int32_t i = 0; i < ndim; i++) n *= shape[i];
-  return n;
+  int64_t n = 0;
+  return mile_numel_checked(ndim, shape, &n) ? n : -1;
+}
+
+mile_status mile_check_numel(const char *fname, int32_t ndim, const int64_t *shape, int64_t *numel) {
+  if (ndim < 0 || ndim > MILE_MAX_DIMS)
+    return mile_set_error(MILE_ERR_ARGUMENT, "%s: %d dims (at most %d)", fname, ndim, MILE_MAX_DIMS);
+  if (ndim > 0 && !shape) return mile_set_error(MILE_ERR_ARGUMENT, "%s: shape is NULL", fname);
+  for (int32_t i = 0; i < ndim; i++)
+    if (shape[i] < 0) return mile_set_error(MILE_ERR_ARGUMENT, "%s: negative size %lld", fname, (long long)shape[i]);
+  int64_t n = 0;
+  if (!mile_numel_checked(ndim, shape, &n)) {
+    char b[200];
+    return mile_set_error(MILE_ERR_ARGUMENT, "%s: shape %s has more than 2^40 elements (the limit per tensor)", fname,
+                          mile_dims_str(ndim, shape, b, sizeof b));
+  }
+  if (numel) *numel = n;
+  return MILE_OK;
 }
 
 void mile_contiguous_strides(int32_t ndim, const int64_t *shape, int64_t *stride) {
@@ -58,19 +74,6 @@ mile_status mile_check_same_dtype(const char *fname, const mile_tensor *a, const
   return MILE_OK;
 }
 
-static mile_status check_shape(const char *fname, int32_t ndim, const int64_t *shape) {
-  if (ndim < 0 || ndim > MILE_MAX_DIMS)
-    return mile_set_error(MILE_ERR_ARGUMENT, "%s: %d dims (at most %d)", fname, ndim, MILE_MAX_DIMS);
-  if (ndim > 0 && !shape) return mile_set_error(MILE_ERR_ARGUMENT, "%s: shape is NULL", fname);
-  int64_t n = 1;
-  for (int32_t i = 0; i < ndim; i++) {
-    if (shape[i] < 0) return mile_set_error(MILE_ERR_ARGUMENT, "%s: negative size %lld", fname, (long long)shape[i]);
-    if (shape[i] > 0 && n > INT64_MAX / 8 / shape[i]) return mile_set_error(MILE_ERR_ARGUMENT, "%s: too many elements", fname);
-    n *= shape[i];
-  }
-  return MILE_OK;
-}
-
 /* ---- lifetime ----------------------------------------------------------------- */
 
 static mile_tensor *tensor_header(void) {
@@ -83,9 +86,10 @@ mile_status mile_empty(mile_tensor **out, mile_dtype dtype, int32_t ndim, const 
   *out = NULL;
   if (dtype != MILE_FLOAT32 && dtype != MILE_FLOAT64)
     return mile_set_error(MILE_ERR_DTYPE, "empty: unknown dtype %d", (int)dtype);
-  MILE_TRY(check_shape("empty", ndim, shape));
-  int64_t n = mile_shape_numel(ndim, shape);
-  size_t nbytes = (size_t)n * mile_dtype_size(dtype);
+  int64_t n = 0;
+  size_t nbytes = 0;
+  MILE_TRY(mile_check_numel("empty", ndim, shape, &n));
+  if (!mile_array_bytes(n, mile_dtype_size(dtype), &nbytes)) return mile_err_nomem("empty");
   mile_tensor *t = tensor_header();
   mile_storage *s = calloc(1, sizeof *s);
   void *data = t && s ? mile_storage_alloc(nbytes) : NULL;
@@ -122,8 +126,8 @@ mile_status mile_arange(mile_tensor **out, mile_dtype dtype, double start, doubl
   if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step))
     return mile_set_error(MILE_ERR_ARGUMENT, "arange: start, stop and step must be finite, step non-zero");
   double count = ceil((stop - start) / step);
-  if (count > (double)(INT64_MAX / 8)) /* also keeps the conversion below defined */
-    return mile_set_error(MILE_ERR_ARGUMENT, "arange: %g elements are too many", count);
+  if (count > (double)MILE_MAX_NUMEL) /* also keeps the conversion below defined */
+    return mile_set_error(MILE_ERR_ARGUMENT, "arange: %g elements are too many (at most 2^40 per tensor)", count);
   int64_t n = count > 0 ? (int64_t)count : 0;
   MILE_TRY(mile_empty(out, dtype, 1, &n));
   for (int64_t i = 0; i < n; i++) {
@@ -166,6 +170,8 @@ void mile_tensor_release(mile_tensor *t) {
 
 mile_status mile_tensor_view_of(mile_tensor **out, const mile_tensor *base, int32_t ndim, const int64_t *shape,
                                 const int64_t *stride, int64_t offset) {
+  *out = NULL;
+  MILE_TRY(mile_check_numel("view", ndim, shape, NULL)); /* the last line of defence of every view */
   mile_tensor *t = tensor_header();
   if (!t) return mile_err_nomem("view");
   t->storage = base->storage;

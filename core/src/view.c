@@ -2,6 +2,7 @@
  * copies (contiguous, clone, dtype conversion) and their backward passes. */
 #include <string.h>
 
+#include "mile/checked.h"
 #include "internal.h"
 
 /* Input shape kept in a node's iparam: [ndim, shape...]. */
@@ -94,7 +95,7 @@ static mile_status region(mile_tensor **out, mile_tensor *t, int32_t dim, int64_
   const char *fname = select ? "select" : "narrow";
   *out = NULL;
   MILE_TRY(mile_check_dim(fname, t, dim));
-  if (start < 0 || length < 0 || start + length > t->shape[dim])
+  if (start < 0 || length < 0 || start > t->shape[dim] - length) /* start + length may overflow */
     return mile_set_error(MILE_ERR_RANGE, select ? "%s: index %lld out of range for dim %d of size %lld"
                                                  : "%s: start %lld + length out of range for dim %d of size %lld",
                           fname, (long long)start, dim, (long long)t->shape[dim]);
@@ -141,13 +142,13 @@ static mile_status infer_shape(const char *fname, const mile_tensor *t, int32_t 
       infer = i;
     } else if (in[i] < 0) {
       return mile_set_error(MILE_ERR_ARGUMENT, "%s: negative size %lld", fname, (long long)in[i]);
-    } else {
-      known *= in[i];
+    } else if (known >= 0 && (!mile_mul_i64(known, in[i], &known) || known > MILE_MAX_NUMEL)) {
+      known = -1; /* more elements than a tensor may have (zeros too: their strides would overflow) */
     }
   }
   int64_t n = mile_numel(t);
   if (infer >= 0 && known > 0 && n % known == 0) shape[infer] = n / known;
-  if (mile_shape_numel(ndim, shape) != n || (infer >= 0 && known == 0)) {
+  if (known < 0 || mile_shape_numel(ndim, shape) != n || (infer >= 0 && known == 0)) {
     char a[96], b[96];
     return mile_set_error(MILE_ERR_SHAPE, "%s: shape %s has %lld elements, %s does not fit", fname,
                           mile_shape_str(t, a, sizeof a), (long long)n, mile_dims_str(ndim, in, b, sizeof b));
@@ -270,6 +271,7 @@ mile_status mile_expand(mile_tensor **out, mile_tensor *t, int32_t ndim, const i
     shape[i] = want;
     stride[i] = (ti >= 0 && have == want) ? t->stride[ti] : 0;
   }
+  MILE_TRY(mile_check_numel("expand", ndim, shape, NULL));
   mile_tensor *v;
   MILE_TRY(mile_tensor_view_of(&v, t, ndim, shape, stride, t->offset));
   return finish(out, v, t, "expand", expand_backward, NULL);

@@ -21,7 +21,8 @@ MILE_API double mile_rng_uniform(mile_rng *rng);
 /* Standard normal (Box-Muller, both values used in turn via a second call is not
  * cached: each call consumes two uniforms, keeping draws reproducible per call). */
 MILE_API double mile_rng_normal(mile_rng *rng);
-/* Integer uniform in [0, n) without modulo bias. n > 0. */
+/* Integer uniform in [0, n) without modulo bias; n = 0 stands for 2^64 (any
+ * uint64_t), so that a range of 2^64 values, which wraps to 0, needs no special case. */
 MILE_API uint64_t mile_rng_below(mile_rng *rng, uint64_t n);
 
 /* Fill t with U[lo, hi) / N(mean, std^2) in place. */

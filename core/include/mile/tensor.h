@@ -6,7 +6,10 @@
  * On failure *out is left NULL and mile_last_error() says why.
  *
  * Dims and element indices are 0-based in C (the Lua binding converts once).
- * Shapes are int64_t; a 0-d tensor (ndim 0) holds one element. */
+ * Shapes are int64_t; a 0-d tensor (ndim 0) holds one element. A tensor, a view
+ * included, holds at most 2^40 elements (the product of its non-zero sizes is
+ * bounded the same way): constructors and views asked for more return
+ * MILE_ERR_ARGUMENT, so element counts, strides and offsets never overflow. */
 #ifndef MILE_TENSOR_H
 #define MILE_TENSOR_H
 
