@@ -94,7 +94,7 @@ static ds_box *check_box(lua_State *L, int idx) {
 
 static int32_t check_int32(lua_State *L, int idx, int32_t lo, int32_t hi, const char *what) {
   lua_Integer v = luaL_checkinteger(L, idx);
-  if (v < lo || v > hi) data_raise(L, "mile.data: %s must be in %d..%d, got %d", what, (int)lo, (int)hi, (int)v);
+  if (v < lo || v > hi) data_raise(L, "mile.data: %s must be in %d..%d, got %I", what, (int)lo, (int)hi, v);
   return (int32_t)v;
 }
 
@@ -388,7 +388,7 @@ static int d_append_to(lua_State *L) {
   const char *path = luaL_checkstring(L, 2);
   lua_Integer from = luaL_checkinteger(L, 3);
   if (from < 1 || from > (lua_Integer)mile_dataset_rows(ds) + 1)
-    data_raise(L, "append_to: from_row %d out of range 1..%d", (int)from, (int)mile_dataset_rows(ds) + 1);
+    data_raise(L, "append_to: from_row %I out of range 1..%I", from, (lua_Integer)mile_dataset_rows(ds) + 1);
   return io_result(L, mile_dataset_append_file(ds, path, (int64_t)from - 1));
 }
 

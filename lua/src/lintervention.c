@@ -101,8 +101,9 @@ static int iv_take(lua_State *L) {
   mile_tensor *nu = lua_isnoneornil(L, 4) ? NULL : check_named(L, 4, fname, "nu");
   if (m->ndim != 2) luaL_error(L, "%s: expected a [B, n] matrix", fname);
   int64_t B = m->shape[0], n = m->shape[1];
+  luaL_argcheck(L, offset >= 0 && offset < n, 3, "offset out of range"); /* before n - offset */
   lua_Integer width = luaL_optinteger(L, 5, n - offset);
-  luaL_argcheck(L, offset >= 0 && width >= 1 && offset + width <= n, 3, "offset out of range");
+  luaL_argcheck(L, width >= 1 && width <= n - offset, 5, "width out of range");
   if (!(a->ndim == 1 && a->shape[0] == B) && !(a->ndim == 2 && a->shape[0] == B && a->shape[1] == 1))
     luaL_error(L, "human_action: expected %d action values (one per sample, 0-based), got a tensor of %d dims",
                (int)B, (int)a->ndim);

@@ -51,7 +51,7 @@ static lua_Integer next_step(lua_State *L, int steps_idx, lua_Integer i) {
   int ok;
   lua_Integer s = lua_tointegerx(L, -1, &ok);
   lua_pop(L, 1);
-  if (!ok) luaL_error(L, "optim: steps[%d] is not an integer", (int)i);
+  if (!ok || s < 0 || s == LUA_MAXINTEGER) luaL_error(L, "optim: steps[%I] is not a step count", i);
   return s + 1;
 }
 

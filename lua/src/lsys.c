@@ -1,6 +1,7 @@
 /* lsys.c - mile.sys: what benchmarks and long runs need from the machine: a
  * monotonic clock, resident memory, the BLAS thread count, and the few file
- * operations plain Lua lacks (atomic writes with fsync, mkdir -p, stat, listdir). */
+ * operations plain Lua lacks (atomic writes with fsync, mkdir -p, stat, listdir,
+ * SHA-256 of a string: OpenSSL's, already linked for the Jupyter kernel). */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
@@ -11,6 +12,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "lmile.h"
 
@@ -33,8 +36,10 @@ static int sys_rss_mib(lua_State *L) { /* resident set size in MiB, or nil */
   while (f && fgets(line, sizeof line, f))
     if (strncmp(line, "VmRSS:", 6) == 0) sscanf(line + 6, "%ld", &kb);
   if (f) fclose(f);
-  if (kb < 0) lua_pushnil(L);
-  else lua_pushnumber(L, (double)kb / 1024.0);
+  if (kb < 0)
+    lua_pushnil(L);
+  else
+    lua_pushnumber(L, (double)kb / 1024.0);
   return 1;
 }
 
@@ -148,7 +153,8 @@ static int sys_listdir(lua_State *L) {
 
 /* isatty(fd = 1): whether a file descriptor is a terminal (progress bars). */
 static int sys_isatty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+  lua_Integer fd = luaL_optinteger(L, 1, 1);
+  lua_pushboolean(L, fd >= 0 && fd <= INT32_MAX && isatty((int)fd));
   return 1;
 }
 
@@ -157,11 +163,42 @@ static int sys_getpid(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"monotonic", sys_monotonic}, {"rss_mib", sys_rss_mib},
-                                     {"set_num_threads", sys_set_num_threads}, {"num_threads", sys_num_threads},
-                                     {"write_atomic", sys_write_atomic}, {"mkdir", sys_mkdir},
-                                     {"stat", sys_stat}, {"listdir", sys_listdir}, {"getpid", sys_getpid},
+/* getcwd() -> the working directory (relative plugin paths are made absolute). */
+static int sys_getcwd(lua_State *L) {
+  char buf[4096];
+  if (getcwd(buf, sizeof buf) == NULL) return fail(L, ".", errno);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* sha256(s) -> 64 lowercase hex digits (plugins are recorded with their hash). */
+static int sys_sha256(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  char hex[2 * EVP_MAX_MD_SIZE + 1];
+  unsigned int i;
+  if (!EVP_Digest(s, len, md, &md_len, EVP_sha256(), NULL))
+    return luaL_error(L, "sha256: OpenSSL could not compute the digest");
+  for (i = 0; i < md_len; i++)
+    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  lua_pushlstring(L, hex, 2 * md_len);
+  return 1;
+}
+
+static const luaL_Reg functions[] = {{"monotonic", sys_monotonic},
+                                     {"rss_mib", sys_rss_mib},
+                                     {"set_num_threads", sys_set_num_threads},
+                                     {"num_threads", sys_num_threads},
+                                     {"write_atomic", sys_write_atomic},
+                                     {"mkdir", sys_mkdir},
+                                     {"stat", sys_stat},
+                                     {"listdir", sys_listdir},
+                                     {"getpid", sys_getpid},
                                      {"isatty", sys_isatty},
+                                     {"sha256", sys_sha256},
+                                     {"getcwd", sys_getcwd},
                                      {NULL, NULL}};
 
 int luaopen_mile_sys(lua_State *L) {

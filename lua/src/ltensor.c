@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "lmile.h"
+#include "mile/checked.h"
 
 /* ---- boxes and the GC ------------------------------------------------------ */
 
@@ -28,7 +29,7 @@ void lmile_push_tensor(lua_State *L, mile_tensor *t) {
   box->t = t;
   if (mile_storage_refcount(t) == 1) gc_debt += mile_storage_nbytes(t);
   if (gc_debt >= 256 * 1024) {
-    int kib = (int)(gc_debt / 1024);
+    int kib = gc_debt / 1024 > INT32_MAX ? INT32_MAX : (int)(gc_debt / 1024);
     gc_debt = 0;
     lua_gc(L, LUA_GCSTEP, kib);
   }
@@ -80,7 +81,7 @@ int32_t lmile_check_dim(lua_State *L, int idx, const mile_tensor *t) {
   lua_Integer nd = t->ndim;
   if (d < 0) d += nd + 1;
   if (d < 1 || d > nd)
-    luaL_error(L, "dim %d out of range for a %d-d tensor (dims are 1-based)", (int)luaL_checkinteger(L, idx), (int)nd);
+    luaL_error(L, "dim %I out of range for a %I-d tensor (dims are 1-based)", luaL_checkinteger(L, idx), nd);
   return (int32_t)(d - 1);
 }
 
@@ -88,12 +89,12 @@ int32_t lmile_check_shape(lua_State *L, int idx, int64_t *shape) {
   int32_t n = 0;
   if (lua_istable(L, idx)) {
     lua_Integer len = luaL_len(L, idx);
-    if (len > MILE_MAX_DIMS) luaL_error(L, "shape has %d dims (at most %d)", (int)len, MILE_MAX_DIMS);
+    if (len > MILE_MAX_DIMS) luaL_error(L, "shape has %I dims (at most %d)", len, MILE_MAX_DIMS);
     for (lua_Integer i = 1; i <= len; i++) {
       lua_geti(L, idx, i);
       int ok;
       lua_Integer v = lua_tointegerx(L, -1, &ok);
-      if (!ok) luaL_error(L, "shape entry %d is %s, not an integer", (int)i, luaL_typename(L, -1));
+      if (!ok) luaL_error(L, "shape entry %I is %s, not an integer", i, luaL_typename(L, -1));
       shape[n++] = v;
       lua_pop(L, 1);
     }
@@ -185,8 +186,8 @@ static void nested_shape(lua_State *L, int idx, nested *n) {
 static void nested_fill(lua_State *L, nested *n, int32_t depth, char *path, size_t pathlen) {
   /* stack: the table at this depth */
   if (luaL_len(L, -1) != n->shape[depth])
-    luaL_error(L, "from: element %s has %d entries, expected %d (ragged nesting)", pathlen ? path : "{}",
-               (int)luaL_len(L, -1), (int)n->shape[depth]);
+    luaL_error(L, "from: element %s has %I entries, expected %I (ragged nesting)", pathlen ? path : "{}",
+               luaL_len(L, -1), (lua_Integer)n->shape[depth]);
   for (int64_t i = 1; i <= n->shape[depth]; i++) {
     lua_geti(L, -1, (lua_Integer)i);
     size_t len = pathlen + (size_t)snprintf(path + pathlen, 128 - pathlen, "[%lld]", (long long)i);
@@ -215,9 +216,11 @@ static int t_from(lua_State *L) {
   nested n = {0};
   nested_shape(L, 1, &n);
   /* the value buffer lives in a userdata so a Lua error frees it */
-  int64_t total = 1;
-  for (int32_t i = 0; i < n.ndim; i++) total *= n.shape[i];
-  n.values = lua_newuserdatauv(L, (size_t)(total ? total : 1) * sizeof(double), 0);
+  int64_t total = 0;
+  size_t bytes = 0;
+  if (!mile_numel_checked(n.ndim, n.shape, &total) || !mile_array_bytes(total ? total : 1, sizeof(double), &bytes))
+    luaL_error(L, "from: the nested tables hold more than 2^40 values (the limit per tensor)");
+  n.values = lua_newuserdatauv(L, bytes, 0);
   char path[128] = "";
   lua_pushvalue(L, 1);
   if (total > 0) nested_fill(L, &n, 0, path, 0);
@@ -259,7 +262,10 @@ static int rng_integer(lua_State *L) { /* integer(n): 1..n, integer(lo, hi): lo.
   lua_Integer lo = 1, hi = luaL_checkinteger(L, 2);
   if (!lua_isnoneornil(L, 3)) lo = hi, hi = luaL_checkinteger(L, 3);
   luaL_argcheck(L, lo <= hi, 2, "interval is empty");
-  lua_pushinteger(L, lo + (lua_Integer)mile_rng_below(rng, (uint64_t)(hi - lo) + 1));
+  /* in unsigned arithmetic: hi - lo overflows a lua_Integer for wide intervals, and
+   * the count of the full range (2^64) wraps to 0, which mile_rng_below reads as 2^64 */
+  uint64_t count = (uint64_t)hi - (uint64_t)lo + 1;
+  lua_pushinteger(L, (lua_Integer)((uint64_t)lo + mile_rng_below(rng, count)));
   return 1;
 }
 static int rng_categorical(lua_State *L) { /* 0-based categories, like env action values */
@@ -271,6 +277,7 @@ static int rng_permutation(lua_State *L) { /* a Lua array: a permutation of 1..n
   mile_rng *rng = lmile_check_rng(L, 1);
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n >= 0, 2, "negative size");
+  luaL_argcheck(L, n < INT32_MAX, 2, "too large for a Lua array");
   int64_t *perm = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *perm, 0);
   lmile_check(L, mile_randperm(rng, n, perm), "permutation");
   lua_createtable(L, (int)n, 0);
@@ -367,7 +374,7 @@ static void push_table(lua_State *L, const double *v, const mile_tensor *t, int3
     lua_pushnumber(L, v[(*pos)++]);
     return;
   }
-  lua_createtable(L, (int)t->shape[d], 0);
+  lua_createtable(L, t->shape[d] < INT32_MAX ? (int)t->shape[d] : 0, 0); /* a size hint */
   for (int64_t i = 0; i < t->shape[d]; i++) {
     push_table(L, v, t, d + 1, pos);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
@@ -546,13 +553,19 @@ static int m_permute(lua_State *L) {
   int64_t dims[MILE_MAX_DIMS];
   int32_t nd = lmile_check_shape(L, 2, dims), cdims[MILE_MAX_DIMS];
   if (nd != t->ndim) luaL_error(L, "permute: %d dims given for a %d-d tensor", nd, t->ndim);
-  for (int32_t i = 0; i < nd; i++) cdims[i] = (int32_t)dims[i] - 1;
+  for (int32_t i = 0; i < nd; i++) { /* range-checked before narrowing to int32_t */
+    if (dims[i] < 1 || dims[i] > nd)
+      luaL_error(L, "permute: dim %I out of range for a %d-d tensor (dims are 1-based)", (lua_Integer)dims[i], nd);
+    cdims[i] = (int32_t)dims[i] - 1;
+  }
   return push_result(L, mile_permute(&out, t, cdims), out, "permute");
 }
 static int m_narrow(lua_State *L) { /* narrow(dim, start, length), start 1-based */
   mile_tensor *t = lmile_check_tensor(L, 1), *out;
   int32_t d = lmile_check_dim(L, 2, t);
   lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+  if (start < 1 || start > t->shape[d] + 1) /* before start - 1, which could overflow */
+    luaL_error(L, "narrow: start %I out of range 1..%I for dim %d", start, (lua_Integer)t->shape[d] + 1, d + 1);
   return push_result(L, mile_narrow(&out, t, d, start - 1, len), out, "narrow");
 }
 static int m_select(lua_State *L) { /* select(dim, index), index 1-based */
@@ -560,7 +573,7 @@ static int m_select(lua_State *L) { /* select(dim, index), index 1-based */
   int32_t d = lmile_check_dim(L, 2, t);
   lua_Integer i = luaL_checkinteger(L, 3);
   if (i < 1 || i > t->shape[d])
-    luaL_error(L, "select: index %d out of range for dim %d of size %d", (int)i, d + 1, (int)t->shape[d]);
+    luaL_error(L, "select: index %I out of range for dim %d of size %I", i, d + 1, (lua_Integer)t->shape[d]);
   return push_result(L, mile_select(&out, t, d, i - 1), out, "select");
 }
 static int m_squeeze(lua_State *L) {
@@ -572,7 +585,7 @@ static int m_unsqueeze(lua_State *L) { /* unsqueeze(d): the new dim is d (1-base
   mile_tensor *t = lmile_check_tensor(L, 1), *out;
   lua_Integer d = luaL_checkinteger(L, 2);
   if (d < 0) d += t->ndim + 2;
-  if (d < 1 || d > t->ndim + 1) luaL_error(L, "unsqueeze: dim %d out of range for a %d-d tensor", (int)d, t->ndim);
+  if (d < 1 || d > t->ndim + 1) luaL_error(L, "unsqueeze: dim %I out of range for a %d-d tensor", d, t->ndim);
   return push_result(L, mile_unsqueeze(&out, t, (int32_t)d - 1), out, "unsqueeze");
 }
 static int m_contiguous(lua_State *L) {
@@ -766,7 +779,7 @@ static int t_cat(lua_State *L) { /* cat({a, b, ...} [, dim = 1]) */
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, 1, i);
     list[i - 1] = lmile_to_tensor(L, -1);
-    if (!list[i - 1]) luaL_error(L, "cat: element %d is %s, not a tensor", (int)i, luaL_typename(L, -1));
+    if (!list[i - 1]) luaL_error(L, "cat: element %I is %s, not a tensor", i, luaL_typename(L, -1));
     lua_pop(L, 1); /* still referenced by the table */
   }
   int32_t d = 0;
@@ -838,7 +851,7 @@ static int tensor_index(lua_State *L) {
     if (!isint) luaL_error(L, "index: %s is not an integer", lua_tostring(L, 2));
     if (t->ndim == 0) luaL_error(L, "index: cannot index a 0-d tensor (use :item())");
     if (i < 1 || i > t->shape[0])
-      luaL_error(L, "index %d out of range for dim 1 of size %d", (int)i, (int)t->shape[0]);
+      luaL_error(L, "index %I out of range for dim 1 of size %I", i, (lua_Integer)t->shape[0]);
     if (t->ndim == 1) {
       double v;
       int64_t at = i - 1;
@@ -875,7 +888,8 @@ static int tensor_newindex(lua_State *L) {
   mile_tensor *t = lmile_check_tensor(L, 1);
   lua_Integer i = luaL_checkinteger(L, 2);
   if (t->ndim == 0) luaL_error(L, "index: cannot index a 0-d tensor");
-  if (i < 1 || i > t->shape[0]) luaL_error(L, "index %d out of range for dim 1 of size %d", (int)i, (int)t->shape[0]);
+  if (i < 1 || i > t->shape[0])
+    luaL_error(L, "index %I out of range for dim 1 of size %I", i, (lua_Integer)t->shape[0]);
   mile_tensor *row;
   lmile_check(L, mile_select(&row, t, 0, i - 1), "index");
   mile_tensor *src = lmile_to_tensor(L, 3);
