@@ -38,7 +38,9 @@ function M.enable_grad(fn, ...) return with_mode(true, fn, ...) end
 -- forward runs with grad mode off and returns one tensor; backward returns one
 -- gradient per forward argument (nil for arguments that are not tensors or need none).
 -- ctx:save_for_backward(...) keeps tensors in ctx.saved; ctx.needs_input_grad[i]
--- tells which arguments require grad. Other fields of ctx are free for the op's use.
+-- tells which arguments require grad. Other fields of ctx are free for the op's use,
+-- the forward's output included: the caller gets a new tensor sharing its storage
+-- (the one the graph node hangs on), so ctx cannot keep its own node alive.
 function M.Function(def)
   assert(type(def) == "table" and type(def.forward) == "function" and type(def.backward) == "function",
     "Function: needs a table with forward and backward functions")
@@ -66,11 +68,12 @@ function M.Function(def)
       error(name .. ": forward must return a tensor, got " .. type(out), 2)
     end
     if not core.grad_enabled() or #inputs == 0 then return out end
-    if out:requires_grad() then out = out:detach() end -- forward returned an input as is
-    -- saving the output itself would make output -> node -> ctx -> output a cycle
-    for i, s in ipairs(ctx.saved) do
-      if rawequal(s, out) then ctx.saved[i] = out:detach() end
-    end
+    -- The node goes on a fresh alias of out that only the caller holds. The node keeps
+    -- the backward closure (and ctx) through the registry, where the collector cannot
+    -- trace it: had ctx (a field, ctx.saved, an upvalue) reached the node's own tensor,
+    -- tensor -> node -> closure -> ctx -> tensor would never be collected. The alias
+    -- also covers a forward that returned an input as it is.
+    out = out:detach()
     core.attach(out, inputs, function(g)
       local grads = table.pack(def.backward(ctx, g))
       local per_input = {}

@@ -1,7 +1,11 @@
 /* lautograd.c - mile.autograd.core: grad mode and custom nodes whose backward is Lua.
  *
  * A custom node holds a registry reference to a Lua function g -> grad1, grad2, ...
- * The reference is dropped when the node dies (its output tensor was freed). */
+ * The reference is dropped when the node dies (its output tensor was freed). The
+ * collector cannot see that reference: a function that reaches the output's own
+ * box keeps the output, and so the node, alive forever. attach() callers therefore
+ * attach to a tensor nothing else holds (mile.autograd.Function attaches to a fresh
+ * alias of what forward returned, so ctx may keep the forward's output). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,10 +24,12 @@ static void lua_backward_free(void *user) {
   free(lb);
 }
 
-static int call_backward(lua_State *L) { /* protected: function, grad -> grads... */
+static int call_backward(lua_State *L) { /* protected: function, grad (light), n -> grads... */
   int n = (int)lua_tointeger(L, 3);
   lua_pushvalue(L, 1);
-  lua_pushvalue(L, 2);
+  /* boxed here, inside the pcall: a memory error must not longjmp through the core */
+  mile_tensor *g = mile_tensor_retain(lua_touserdata(L, 2));
+  lmile_push_tensor(L, g);
   lua_call(L, 1, n);
   return n;
 }
@@ -36,7 +42,7 @@ static mile_status lua_backward_run(void *user, mile_tensor *g, int32_t n_inputs
   int top = lua_gettop(L);
   lua_pushcfunction(L, call_backward);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lb->ref);
-  lmile_push_tensor(L, mile_tensor_retain(g));
+  lua_pushlightuserdata(L, g);
   lua_pushinteger(L, n_inputs);
   if (lua_pcall(L, 3, n_inputs, 0) != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
@@ -84,17 +90,22 @@ static int ag_attach(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_rawset(L, -3);
   lua_pop(L, 1);
-  lua_backward *lb = malloc(sizeof *lb);
-  if (!lb) luaL_error(L, "attach: out of memory");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  lb->main = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  lua_pushvalue(L, 3);
-  lb->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, LUA_REGISTRYINDEX, "mile.autograd.names");
   lua_getfield(L, -1, name);
   const char *interned = lua_tostring(L, -1); /* anchored by the names table */
   lua_pop(L, 2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  /* the last step that may raise comes before the malloc: nothing can leak lb */
+  lua_pushvalue(L, 3);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_backward *lb = malloc(sizeof *lb);
+  if (!lb) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    luaL_error(L, "attach: out of memory");
+  }
+  lb->main = main, lb->ref = ref;
   lmile_check(L, mile_attach_custom(out, (int32_t)n, inputs, lua_backward_run, lua_backward_free, lb, interned),
               "attach");
   lua_settop(L, 1);

@@ -116,13 +116,14 @@ static int after_shape(lua_State *L, int idx) {
   return idx;
 }
 
-/* A tensor argument; a Lua number becomes a 0-d tensor of dtype `like` (pushed
- * nowhere: the caller releases *owned when set). */
-static mile_tensor *check_operand(lua_State *L, int idx, mile_dtype like, mile_tensor **owned) {
-  *owned = NULL;
+/* A tensor argument; a Lua number becomes a 0-d tensor of dtype `like`, boxed into
+ * the stack slot idx (so a later argument error leaves the GC to free it). */
+static mile_tensor *check_operand(lua_State *L, int idx, mile_dtype like) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
-    lmile_check(L, mile_scalar(owned, like, lua_tonumber(L, idx)), "tensor");
-    return *owned;
+    mile_tensor *t = lmile_push_new_tensor(L, like, 0, NULL);
+    lmile_check(L, mile_fill_(t, lua_tonumber(L, idx)), "tensor");
+    lua_replace(L, idx);
+    return t;
   }
   return lmile_check_tensor(L, idx);
 }
@@ -667,12 +668,10 @@ static int m_clamp(lua_State *L) { /* clamp(lo, hi); nil leaves a side open */
 }
 
 static int t_where(lua_State *L) { /* where(cond, a, b); a and b may be numbers */
-  mile_tensor *cond = lmile_check_tensor(L, 1), *oa, *ob, *out;
-  mile_tensor *a = check_operand(L, 2, (mile_dtype)cond->dtype, &oa);
-  mile_tensor *b = check_operand(L, 3, (mile_dtype)a->dtype, &ob);
-  mile_status st = mile_where(&out, cond, a, b);
-  mile_tensor_release(oa), mile_tensor_release(ob);
-  return push_result(L, st, out, "where");
+  mile_tensor *cond = lmile_check_tensor(L, 1), *out;
+  mile_tensor *a = check_operand(L, 2, (mile_dtype)cond->dtype);
+  mile_tensor *b = check_operand(L, 3, (mile_dtype)a->dtype);
+  return push_result(L, mile_where(&out, cond, a, b), out, "where");
 }
 
 /* ---- reductions ------------------------------------------------------------------ */
@@ -816,11 +815,9 @@ static int m_zero_(lua_State *L) {
   return 1;
 }
 static int m_copy_(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *owned;
-  mile_tensor *src = check_operand(L, 2, (mile_dtype)t->dtype, &owned);
-  mile_status st = mile_copy_(t, src);
-  mile_tensor_release(owned);
-  lmile_check(L, st, "copy_");
+  mile_tensor *t = lmile_check_tensor(L, 1);
+  mile_tensor *src = check_operand(L, 2, (mile_dtype)t->dtype);
+  lmile_check(L, mile_copy_(t, src), "copy_");
   lua_settop(L, 1);
   return 1;
 }

@@ -1,6 +1,7 @@
 -- Hostile arguments at the edges of int64 (issue 12): sizes, dims and indices that
--- overflow are clear errors, never wrapped values that reach memory. Each case here
--- crashed or was silently accepted before the fix.
+-- overflow are clear errors, never wrapped values that reach memory; custom
+-- autograd ops whose ctx keeps their output are collected. Each case here crashed,
+-- was silently accepted or leaked before the fix.
 local T = require "testing"
 local tensor = require "mile.tensor"
 local ag = require "mile.autograd"
@@ -98,6 +99,46 @@ T.test("bindings range-check integers before narrowing them", function()
   T.eq(iv.take(packed, act, 2, nil, 2):shape(), { 3 })
   local sys = require "mile.sys"
   T.eq(sys.isatty(math.maxinteger), false)
+end)
+
+T.test("a custom op whose ctx keeps its output is collected with its graph", function()
+  local finalized = 0
+  local Keep = ag.Function {
+    name = "keep",
+    forward = function(ctx, x)
+      local y = x * 2
+      ctx.out = y                                 -- the docs allow any field
+      ctx.saved_out = { y }
+      ctx.fn = function() return y end            -- an upvalue too
+      ctx.sentinel = setmetatable({}, { __gc = function() finalized = finalized + 1 end })
+      return y
+    end,
+    backward = function(ctx, g)
+      T.truthy(tensor.is_tensor(ctx.out))
+      return g * 2
+    end,
+  }
+  local x = tensor.ones(8):requires_grad(true)
+  collectgarbage()
+  for _ = 1, 500 do
+    local y = Keep(x)
+    T.eq(y.grad_fn, "keep")
+  end
+  collectgarbage()
+  collectgarbage()
+  T.truthy(finalized >= 490, ("only %d of 500 contexts were collected"):format(finalized))
+  -- the graph still works when only a downstream tensor holds the output
+  local z = Keep(x):sum()
+  collectgarbage()
+  collectgarbage()
+  z:backward()
+  T.eq(x.grad:totable(), { 2, 2, 2, 2, 2, 2, 2, 2 })
+  -- forward returning its input as it is still gets a node of its own
+  local Same = ag.Function { forward = function(_, a) return a end, backward = function(_, g) return g end }
+  x:zero_grad()
+  Same(x):sum():backward()
+  T.eq(x.grad:totable(), { 1, 1, 1, 1, 1, 1, 1, 1 })
+  T.eq(x.is_leaf, true)
 end)
 
 T.run()
