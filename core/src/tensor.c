@@ -76,6 +76,14 @@ mile_status mile_check_same_dtype(const char *fname, const mile_tensor *a, const
 
 /* ---- lifetime ----------------------------------------------------------------- */
 
+static _Thread_local int64_t alloc_budget = -1; /* bytes left; -1: unbounded */
+
+int64_t mile_alloc_budget(int64_t bytes) {
+  int64_t previous = alloc_budget;
+  alloc_budget = bytes < 0 ? -1 : bytes;
+  return previous;
+}
+
 static mile_tensor *tensor_header(void) {
   mile_tensor *t = calloc(1, sizeof *t);
   if (t) t->refcount = 1;
@@ -90,6 +98,16 @@ mile_status mile_empty(mile_tensor **out, mile_dtype dtype, int32_t ndim, const 
   size_t nbytes = 0;
   MILE_TRY(mile_check_numel("empty", ndim, shape, &n));
   if (!mile_array_bytes(n, mile_dtype_size(dtype), &nbytes)) return mile_err_nomem("empty");
+  if (alloc_budget >= 0) {
+    if (nbytes > (uint64_t)alloc_budget) {
+      char b[200];
+      return mile_set_error(MILE_ERR_NOMEM,
+                            "empty: a tensor of shape %s (%zu bytes) exceeds the allocation budget "
+                            "(%lld bytes left)",
+                            mile_dims_str(ndim, shape, b, sizeof b), nbytes, (long long)alloc_budget);
+    }
+    alloc_budget -= (int64_t)nbytes;
+  }
   mile_tensor *t = tensor_header();
   mile_storage *s = calloc(1, sizeof *s);
   void *data = t && s ? mile_storage_alloc(nbytes) : NULL;

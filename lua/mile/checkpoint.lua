@@ -15,6 +15,7 @@
 -- included), with a message that names the file and the problem, as torch.save
 -- and torch.load do. mile.io.load_safetensors is the nil, message variant.
 local mio = require "mile.io"
+local T = require "mile.tensor"
 
 local M = {}
 
@@ -24,6 +25,27 @@ M.VERSION_KEY = "mile.format_version"
 M.SPEC_KEY = "mile.spec"
 
 local MAX_DEPTH = 100
+
+-- Rebuilding a module from a file's spec allocates what the spec asks for before the
+-- tensors can be compared with the file's: a 120-byte file naming Linear(32768, 32768)
+-- would make 4 GiB. The build runs under an allocation budget instead: the file's
+-- tensor bytes (what a matching module holds) twice over, for temporaries of a
+-- constructor, plus this much.
+M.BUILD_SLACK_BYTES = 16 * 1024 * 1024
+
+-- nn.from_spec(spec) with new tensors bounded to `budget` bytes (and to an enclosing
+-- budget, which is charged what the build used); the budget is restored on errors too.
+local function build_bounded(nn, spec, budget)
+  local outer = T.alloc_budget(nil)
+  local limit = outer and math.min(outer, budget) or budget
+  T.alloc_budget(limit)
+  local ok, module = pcall(nn.from_spec, spec)
+  local left = T.alloc_budget(nil) or 0
+  if outer then T.alloc_budget(math.max(outer - (limit - left), 0)) end
+  return ok, module
+end
+
+local function tensor_bytes(t) return t:numel() * (t:dtype() == "float64" and 8 or 4) end
 
 -- JSON cannot hold nil: a constructor argument that spec() dropped (a generator)
 -- leaves a hole in the args array, written as null and turned back into a hole on
@@ -119,7 +141,10 @@ end
 -- same names, shapes and dtypes. The module is in training mode, like a new one.
 -- metadata is the whole "__metadata__" table (mile's entries included). Raises on
 -- failure: missing file, malformed file, not a mile checkpoint, another format
--- version, a spec that does not rebuild, tensors that do not match.
+-- version, a spec that does not rebuild, tensors that do not match. The module is
+-- built under an allocation budget of twice the file's tensor bytes (plus
+-- M.BUILD_SLACK_BYTES): a spec that asks for more cannot match the file, and is
+-- refused before its tensors are allocated.
 function M.load(path)
   local fname = "nn.load"
   if type(path) ~= "string" then error(("%s: path must be a string, got %s"):format(fname, type(path)), 2) end
@@ -143,8 +168,14 @@ function M.load(path)
   end
 
   local nn = require "mile.nn"
-  local built, module = pcall(nn.from_spec, spec)
+  local file_bytes = 0
+  for _, t in pairs(tensors) do file_bytes = file_bytes + tensor_bytes(t) end
+  local built, module = build_bounded(nn, spec, 2 * file_bytes + M.BUILD_SLACK_BYTES)
   if not built then
+    if tostring(module):find("exceeds the allocation budget", 1, true) then
+      error(("%s: %s: the %s module of the spec needs more memory than the file's %d bytes of tensors "
+        .. "can fill; refusing to build it (%s)"):format(fname, path, spec.type, file_bytes, tostring(module)), 2)
+    end
     error(("%s: %s: cannot rebuild the %s module of the spec: %s"):format(fname, path, spec.type,
       tostring(module)), 2)
   end

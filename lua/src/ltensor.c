@@ -992,6 +992,23 @@ static const luaL_Reg rng_methods[] = {
     {"categorical", rng_categorical}, {"permutation", rng_permutation}, {"state", rng_state},
     {"set_state", rng_set_state}, {NULL, NULL}};
 
+/* alloc_budget(bytes | nil) -> the budget left before (nil when unbounded): bound the
+ * bytes new tensors may take from now on (nil removes the bound); see mile_alloc_budget. */
+static int t_alloc_budget(lua_State *L) {
+  int64_t bytes = -1;
+  if (!lua_isnoneornil(L, 1)) {
+    lua_Integer b = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, b >= 0, 1, "a budget is a byte count >= 0 (nil for none)");
+    bytes = b;
+  }
+  int64_t previous = mile_alloc_budget(bytes);
+  if (previous < 0)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, previous);
+  return 1;
+}
+
 static int t_is_tensor(lua_State *L) {
   lua_pushboolean(L, lmile_to_tensor(L, 1) != NULL);
   return 1;
@@ -1000,7 +1017,8 @@ static int t_is_tensor(lua_State *L) {
 static const luaL_Reg module_functions[] = {
     {"zeros", t_zeros}, {"ones", t_ones}, {"full", t_full}, {"empty", t_empty}, {"scalar", t_scalar},
     {"arange", t_arange}, {"from", t_from}, {"randn", t_randn}, {"rand", t_rand}, {"Generator", t_generator},
-    {"cat", t_cat}, {"where", t_where}, {"is_tensor", t_is_tensor}, {NULL, NULL}};
+    {"cat", t_cat}, {"where", t_where}, {"is_tensor", t_is_tensor}, {"alloc_budget", t_alloc_budget},
+    {NULL, NULL}};
 
 int luaopen_mile_tensor(lua_State *L) {
   luaL_newlib(L, module_functions);

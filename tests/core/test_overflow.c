@@ -101,11 +101,26 @@ static void test_rng_full_range(void **state) {
   mile_rng_free(rng);
 }
 
+static void test_alloc_budget(void **state) {
+  (void)state;
+  mile_tensor *a = NULL, *b = NULL;
+  assert_int_equal(mile_alloc_budget(100), -1);
+  OK(mile_zeros(&a, MILE_FLOAT32, 1, (int64_t[]){10})); /* 40 bytes */
+  EXPECT_ERR_MSG(MILE_ERR_NOMEM, "allocation budget (60 bytes left)", mile_zeros(&b, MILE_FLOAT64, 1, (int64_t[]){8}));
+  assert_null(b);
+  assert_int_equal(mile_alloc_budget(-1), 60);
+  OK(mile_zeros(&b, MILE_FLOAT64, 1, (int64_t[]){1 << 16}));
+  assert_int_equal(mile_alloc_budget(-1), -1);
+  mile_tensor_release(a);
+  mile_tensor_release(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_helpers),         cmocka_unit_test(test_constructors_limit),
       cmocka_unit_test(test_narrow_overflow), cmocka_unit_test(test_view_reshape_overflow),
       cmocka_unit_test(test_expand_overflow), cmocka_unit_test(test_rng_full_range),
+      cmocka_unit_test(test_alloc_budget),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -141,4 +141,48 @@ T.test("a custom op whose ctx keeps its output is collected with its graph", fun
   T.eq(x.is_leaf, true)
 end)
 
+T.test("nn.load refuses a tiny checkpoint whose spec builds a huge module, before allocating it", function()
+  local nn, mio = require "mile.nn", require "mile.io"
+  local dir = os.tmpname()
+  os.remove(dir)
+  local path = dir .. ".safetensors"
+  -- 4 GiB of weights named by a file of a few hundred bytes
+  T.truthy(mio.save_safetensors(path, { weight = tensor.zeros(2) }, {
+    ["mile.format_version"] = "1",
+    ["mile.spec"] = '{"type":"Linear","args":[32768,32768],"n":2}',
+  }))
+  local f = io.open(path, "rb")
+  T.truthy(f:seek("end") < 400)
+  f:close()
+  local clock = os.clock()
+  T.raises(function() return nn.load(path) end, "needs more memory than the file's 8 bytes of tensors")
+  T.truthy(os.clock() - clock < 1, "refused without initialising 4 GiB")
+  T.eq(tensor.alloc_budget(nil), nil) -- the budget was lifted again
+  T.eq(tensor.zeros(8 << 20):numel(), 8 << 20) -- 32 MiB: allocations are unbounded again
+  -- a spec nested in a Sequential is bounded the same way
+  T.truthy(mio.save_safetensors(path, { ["1.weight"] = tensor.zeros(2) }, {
+    ["mile.format_version"] = "1",
+    ["mile.spec"] = '{"type":"Sequential","args":[{"__module":{"type":"Linear","args":[32768,32768],"n":2}}],"n":1}',
+  }))
+  T.raises(function() return nn.load(path) end, "refusing to build it")
+  -- a genuine checkpoint still loads, and an enclosing budget is charged what it used
+  local net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+  nn.save(path, net)
+  tensor.alloc_budget(1 << 20)
+  local back = nn.load(path)
+  local left = tensor.alloc_budget(nil)
+  T.eq(back:state_dict()["1.weight"]:totable(), net:state_dict()["1.weight"]:totable())
+  T.truthy(left < 1 << 20 and left > (1 << 20) - 4096, "left " .. tostring(left))
+  os.remove(path)
+end)
+
+T.test("alloc_budget bounds new tensors with a clear error", function()
+  T.eq(tensor.alloc_budget(100), nil)
+  T.eq(tensor.zeros(10):numel(), 10) -- 40 bytes
+  T.raises(function() return tensor.zeros(16) end, "exceeds the allocation budget %(60 bytes left%)")
+  T.eq(tensor.alloc_budget(nil), 60)
+  T.eq(tensor.zeros(1 << 20):numel(), 1 << 20)
+  T.raises(function() return tensor.alloc_budget(-1) end, "byte count")
+end)
+
 T.run()

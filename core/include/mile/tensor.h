@@ -67,6 +67,14 @@ MILE_API void mile_tensor_release(mile_tensor *t);
 MILE_API size_t mile_cache_bytes(void);
 MILE_API void mile_cache_empty(void);
 
+/* Bound the storage that new tensors may take on this thread: from now on, each
+ * allocation is charged to a budget of `bytes`, and one that would exceed what is
+ * left fails with MILE_ERR_NOMEM and a message that says so. A negative `bytes`
+ * removes the bound. Returns the budget left before the call (-1 when unbounded),
+ * so a caller can restore it. For code that builds objects from untrusted sizes (a
+ * module rebuilt from a checkpoint's spec) before it can check them. */
+MILE_API int64_t mile_alloc_budget(int64_t bytes);
+
 /* --- inspection ------------------------------------------------------------ */
 
 MILE_API int64_t mile_numel(const mile_tensor *t);
