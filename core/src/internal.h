@@ -132,6 +132,11 @@ mile_status mile_sum_to_shape(mile_tensor **out, mile_tensor *g, int32_t ndim, c
 /* ---- normal distribution helpers (double precision) ------------------------ */
 double mile_normal_cdf_d(double x);
 double mile_log_normal_cdf_d(double x);
+/* ln Phi(b + d) - ln Phi(b), given lb = ln Phi(b). Far in the left tail (b and b + d
+ * below -20) it is computed from the asymptotic series as a difference, without
+ * forming b^2: exact to rounding for any finite b (ln Phi(b) itself is -inf below
+ * about -1.9e154) and any d that keeps b + d in the tail. */
+double mile_log_normal_cdf_shift_d(double b, double lb, double d);
 /* phi(x) / Phi(x), stable for very negative x (the derivative of ln Phi). */
 double mile_normal_hazard_d(double x);
 

@@ -70,12 +70,20 @@ void iv_param_free(iv_param *p) {
 }
 
 mile_status iv_param_grad(mile_tensor **out, const mile_tensor *t, const double *g, int64_t batch) {
+  double lim = t->dtype == MILE_FLOAT32 ? FLT_MAX : DBL_MAX; /* saturate, as iv_store_grad_row */
   if (mile_numel(t) == 1) {
     double sum = 0;
-    for (int64_t b = 0; b < batch; b++) sum += g[b];
-    return mile_full(out, (mile_dtype)t->dtype, t->ndim, t->shape, sum);
+    for (int64_t b = 0; b < batch; b++)
+      sum = iv_sat(sum + g[b]);
+    return mile_full(out, (mile_dtype)t->dtype, t->ndim, t->shape, fmin(fmax(sum, -lim), lim));
   }
-  return mile_from_data(out, (mile_dtype)t->dtype, 1, &batch, g, MILE_FLOAT64);
+  MILE_TRY(mile_from_data(out, (mile_dtype)t->dtype, 1, &batch, g, MILE_FLOAT64));
+  if (lim == FLT_MAX) {
+    float *v = mile_data(*out);
+    for (int64_t b = 0; b < batch; b++)
+      v[b] = (float)fmin(fmax(g[b], -lim), lim);
+  }
+  return MILE_OK;
 }
 
 mile_status iv_check_matrix(const char *fname, const char *what, const mile_tensor *t) {
@@ -130,7 +138,7 @@ static void row_forward(row_work *w, int64_t A, double c, double sigma) {
   for (int64_t a = 0; a < A; a++) {
     w->pm[a] /= sm;
     w->lp[a] = w->lh[a] - lse_h;
-    expect += w->pm[a] * (w->lh[a] - mh); /* shifted by mh: no cancellation of large logits */
+    if (w->pm[a] != 0) expect += w->pm[a] * (w->lh[a] - mh); /* shifted by mh: no cancellation of large logits */
   }
   double mp = -INFINITY, mn = -INFINITY;
   for (int64_t a = 0; a < A; a++) {
@@ -142,17 +150,36 @@ static void row_forward(row_work *w, int64_t A, double c, double sigma) {
     if (tn > mn) mn = tn;
   }
   double sp = 0, sn = 0;
-  for (int64_t a = 0; a < A; a++) {
+  for (int64_t a = 0; a < A; a++) { /* (NaN only when mp or mn is -inf; not used then) */
     sp += exp(w->lp[a] + w->lq[a] - mp);
     sn += exp(w->lp[a] + w->lqc[a] - mn);
   }
-  w->logp = mp + log(sp);
-  w->log1mp = mn + log(sn);
+  /* every term -inf: x so far out (|x| > 1.9e154, or x = -+inf when (Delta - c) / sigma
+   * overflows) that ln p or ln(1 - p) is below -DBL_MAX; -inf is its rounding */
+  w->logp = mp == -INFINITY ? -INFINITY : mp + log(sp);
+  w->log1mp = mn == -INFINITY ? -INFINITY : mn + log(sn);
   if (w->logp > 0) w->logp = 0; /* rounding: p <= 1 */
   if (w->log1mp > 0) w->log1mp = 0;
 }
 
 /* ---- backward ------------------------------------------------------------------ */
+
+/* The posterior weights in the limit where every term of ln p (side +1) or ln(1 - p)
+ * (side -1) is -inf: pi_h(a) on the actions with the extreme x (the largest for p,
+ * the smallest for 1 - p; the others are smaller by a factor exp(-|x|^2 / 2) that
+ * does not fit a double), 0 elsewhere. Written into out[a] unnormalised; returns
+ * their sum (> 0). */
+static double limit_weights(row_work *w, int64_t A, int side, double *out) {
+  double best = w->x[0];
+  for (int64_t a = 1; a < A; a++)
+    best = side > 0 ? fmax(best, w->x[a]) : fmin(best, w->x[a]);
+  double sum = 0;
+  for (int64_t a = 0; a < A; a++) {
+    out[a] = w->x[a] == best ? exp(w->lp[a]) : 0;
+    sum += out[a];
+  }
+  return sum;
+}
 
 static mile_status discrete_backward(mile_node *node, mile_tensor *g, mile_tensor **grads) {
   mile_tensor *lh_t, *lm_t, *cost_t, *scale_t;
@@ -173,7 +200,7 @@ static mile_status discrete_backward(mile_node *node, mile_tensor *g, mile_tenso
   if (st == MILE_OK && node->needs[0]) st = mile_empty(&grads[0], dtype, 2, lh->shape);
   if (st == MILE_OK && node->needs[1]) st = mile_empty(&grads[1], dtype, 2, lm->shape);
   if (st == MILE_OK) {
-    buf = malloc((size_t)(12 * A + W) * sizeof *buf);
+    buf = malloc((size_t)(14 * A + W) * sizeof *buf);
     gcs = calloc((size_t)B, sizeof *gcs);
     gss = calloc((size_t)B, sizeof *gss);
     if (!buf || !gcs || !gss) st = mile_err_nomem(FNAME);
@@ -181,7 +208,8 @@ static mile_status discrete_backward(mile_node *node, mile_tensor *g, mile_tenso
   if (st == MILE_OK) {
     row_work w;
     row_init(&w, buf, A);
-    double *glp = buf + 8 * A, *gD = buf + 9 * A, *out = buf + 10 * A, *gr = buf + 11 * A; /* gr: W values */
+    double *glp = buf + 8 * A, *gD = buf + 9 * A, *out = buf + 10 * A, *wlim = buf + 11 * A, *vlim = buf + 12 * A;
+    double *gr = buf + 13 * A; /* W values */
     for (int64_t b = 0; b < B; b++) {
       double c = iv_param_at(&cost, b), sigma = iv_param_at(&scale, b);
       iv_load_row(lh, b, A, w.lh);
@@ -189,29 +217,38 @@ static mile_status discrete_backward(mile_node *node, mile_tensor *g, mile_tenso
       iv_load_row(gc, b, W, gr);
       row_forward(&w, A, c, sigma);
       double gP = gr[4 * A], gN = gr[4 * A + 1], S = 0, Slp = 0, Gc = 0, Gs = 0;
+      /* ln p or ln(1 - p) at -inf: the posterior weights w_a, v_a are their limits,
+       * all of the mass on the largest x (for p) or the smallest (for 1 - p) */
+      double wnorm = gP != 0 && w.logp == -INFINITY ? limit_weights(&w, A, +1, wlim) : 0;
+      double vnorm = gN != 0 && w.log1mp == -INFINITY ? limit_weights(&w, A, -1, vlim) : 0;
       for (int64_t a = 0; a < A; a++) {
         double x = w.x[a];
-        double wa = gP != 0 ? exp(w.lp[a] + w.lq[a] - w.logp) : 0;
-        double va = gN != 0 ? exp(w.lp[a] + w.lqc[a] - w.log1mp) : 0;
+        double wa = gP == 0 ? 0 : wnorm > 0 ? wlim[a] / wnorm : exp(w.lp[a] + w.lq[a] - w.logp);
+        double va = gN == 0 ? 0 : vnorm > 0 ? vlim[a] / vnorm : exp(w.lp[a] + w.lqc[a] - w.log1mp);
         double gx = 0;
-        if (gP * wa + gr[2 * A + a] != 0) gx += (gP * wa + gr[2 * A + a]) * iv_hazard(x, w.lq[a]);
-        if (gN * va != 0) gx -= gN * va * iv_hazard(-x, w.lqc[a]);
+        /* the products saturate: far out h(x) ~ |x| may be ~1e308, and x itself inf */
+        if (gP * wa + gr[2 * A + a] != 0) gx += iv_mul(gP * wa + gr[2 * A + a], iv_hazard(x, w.lq[a]));
+        if (gN * va != 0) gx -= iv_mul(gN * va, iv_hazard(-x, w.lqc[a]));
         if (gr[3 * A + a] != 0) gx += gr[3 * A + a] * exp(-0.5 * x * x) * IV_INV_SQRT_2PI;
+        gx = iv_sat(gx);
+        double gxs = iv_sat(gx / sigma);
         glp[a] = gr[a] + gP * wa + gN * va;
-        gD[a] = gr[A + a] + gx / sigma;
-        S += gD[a];
+        gD[a] = iv_sat(gr[A + a] + gxs);
+        S = iv_sat(S + gD[a]);
         Slp += glp[a];
-        Gc -= gx / sigma;
-        Gs -= gx * x / sigma;
+        Gc = iv_sat(Gc - gxs);
+        Gs = iv_sat(Gs - iv_mul(gxs, x));
       }
       gcs[b] = Gc, gss[b] = Gs;
       if (grads[0]) {
-        for (int64_t a = 0; a < A; a++) out[a] = gD[a] - w.pm[a] * S + glp[a] - exp(w.lp[a]) * Slp;
-        iv_store_row(grads[0], b, A, out);
+        for (int64_t a = 0; a < A; a++)
+          out[a] = gD[a] - w.pm[a] * S + glp[a] - exp(w.lp[a]) * Slp;
+        iv_store_grad_row(grads[0], b, A, out);
       }
       if (grads[1]) {
-        for (int64_t a = 0; a < A; a++) out[a] = -S * w.pm[a] * w.delta[a];
-        iv_store_row(grads[1], b, A, out);
+        for (int64_t a = 0; a < A; a++)
+          out[a] = iv_mul(-S * w.pm[a], w.delta[a]);
+        iv_store_grad_row(grads[1], b, A, out);
       }
     }
   }

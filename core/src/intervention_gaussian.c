@@ -291,49 +291,59 @@ typedef struct side_value { double l, dt, ds; } side_value; /* ln S, d ln S/d t0
 /* Terms further than this below the largest are dropped (e^-46 < 1e-20). */
 #define IV_NEGLIGIBLE 46.0
 
-/* (L): S = E[Phi(side (t0 - T)/sigma)] with Laguerre nodes tilted by lambda.
+/* (L): S = E[Phi(side (t0 - T)/sigma)] with Laguerre nodes tilted by lambda, given as
+ * rho = 1 / (lambda sigma), the node spacing in units of y: with b = side t0/sigma,
+ *   y_i = b - side u_i rho,   ln w_i = ln w0_i + k (ln rho + ln sigma) + u_i (1 - rho sigma).
+ * rho lies in (0, 1] for every finite input, where lambda itself may overflow.
+ * ln Phi(y_i) is kept as ln Phi(b) + D_i, D_i = ln Phi(y_i) - ln Phi(b) computed as a
+ * difference (mile_log_normal_cdf_shift_d): far in the tail ln Phi(y_i) ~ -y_i^2/2
+ * is ~1e300 while the D_i that decide the weights are O(1), and the plain
+ * difference would lose them all (and gives NaN once b^2 overflows).
  * Nodes are visited in the order in which Phi(y) falls (y decreasing), and the walk
  * stops once even the largest remaining weight times the current Phi is negligible:
  * in a tail only a few nodes matter, and skipping the rest also keeps exp() away from
  * its slow underflow path. */
-static side_value laguerre_side(const iv_rule *r, double t0, double sigma, double lambda, int side) {
-  double a[IV_MAX_NODES], y[IV_MAX_NODES], lw[IV_MAX_NODES], wmax[IV_MAX_NODES + 1];
-  double lk = r->k * log(lambda), inv = 1.0 / lambda, tilt = 1.0 - inv;
+static side_value laguerre_side(const iv_rule *r, double t0, double sigma, double rho, int side) {
+  double a[IV_MAX_NODES], y[IV_MAX_NODES], lw[IV_MAX_NODES], ld[IV_MAX_NODES], wmax[IV_MAX_NODES + 1];
+  double b = side * (t0 / sigma), lb = log_ndtr(b);
+  double lscale = r->k * (log(rho) + log(sigma)), tilt = 1.0 - rho * sigma;
   int n = r->nl;
   /* visiting order: i = 0.. for side +1 (y = (t0 - t)/sigma falls as t grows), n-1.. for -1 */
   for (int j = 0; j < n; j++) {
     int i = side > 0 ? j : n - 1 - j;
-    lw[j] = r->lw[i] - lk + r->u[i] * tilt;
-    y[j] = side * (t0 - r->u[i] * inv) / sigma;
+    lw[j] = r->lw[i] + lscale + r->u[i] * tilt;
+    ld[j] = -side * r->u[i] * rho;
+    y[j] = b + ld[j];
   }
   wmax[n] = -INFINITY;
-  for (int j = n - 1; j >= 0; j--) wmax[j] = lw[j] > wmax[j + 1] ? lw[j] : wmax[j + 1];
-  double top = -INFINITY;
+  for (int j = n - 1; j >= 0; j--)
+    wmax[j] = lw[j] > wmax[j + 1] ? lw[j] : wmax[j + 1];
+  double top = -INFINITY; /* relative to ln Phi(b) */
   int used = n;
   for (int j = 0; j < n; j++) {
-    double lc = log_ndtr(y[j]);
+    double lc = mile_log_normal_cdf_shift_d(b, lb, ld[j]);
     if (lc + wmax[j] < top - IV_NEGLIGIBLE) { /* Phi only falls from here on */
       used = j;
       break;
     }
     a[j] = lw[j] + lc;
+    ld[j] = lc; /* ld now holds D_j */
     if (a[j] > top) top = a[j];
   }
   double sum = 0, st = 0, ss = 0;
   for (int j = 0; j < used; j++) {
     double d = a[j] - top;
     if (d < -IV_NEGLIGIBLE) continue;
-    sum += exp(d);
-    /* r_j h(y_j) = exp(lw_j - ln S) phi(y_j): no division by a small Phi */
-    double e = lw[j] - top - 0.5 * y[j] * y[j] - IV_LN_SQRT_2PI;
-    if (e < -IV_NEGLIGIBLE - 20) continue;
-    double hz = exp(e);
-    st += hz, ss += hz * y[j];
+    double e = exp(d);
+    sum += e;
+    /* r_j h(y_j) with r_j = w_j Phi(y_j) / S the normalised terms */
+    double hz = e * iv_hazard(y[j], lb + ld[j]);
+    st += hz, ss += iv_mul(hz, y[j]);
   }
-  side_value v = {top + log(sum), 0, 0};
+  side_value v = {lb + top + log(sum), 0, 0};
   double scale = 1.0 / sum; /* the sums above are relative to e^top, S = e^top sum */
-  v.dt = side * st * scale / sigma;
-  v.ds = -ss * scale / sigma;
+  v.dt = iv_sat(side * st * scale / sigma);
+  v.ds = iv_sat(-ss * scale / sigma);
   return v;
 }
 
@@ -365,18 +375,24 @@ static side_value hermite_side(const iv_rule *r, double t0, double sigma, double
   return v;
 }
 
+/* Laguerre tilts: lambda = max(1, 1/sigma) + h(t0/sigma)/sigma for p, and
+ * max(1/sigma, min(max(1, 1/sigma), 1 - h(-t0/sigma)/sigma)) for 1 - p (h the hazard
+ * phi/Phi), passed as rho = 1 / (lambda sigma). When t0/sigma overflows, the side is
+ * 0 or 1 to double precision and takes its limit (derivatives saturated). */
 static side_value direct_p(const iv_rule *r, double t0, double sigma) {
   if (t0 > 9.0 * sigma) return hermite_side(r, t0, sigma, 0.0, +1);
   double tau = t0 / sigma;
-  double lambda = fmax(1.0, 1.0 / sigma) + iv_hazard(tau, log_ndtr(tau)) / sigma;
-  return laguerre_side(r, t0, sigma, lambda, +1);
+  if (tau == -INFINITY) return (side_value){-INFINITY, DBL_MAX, DBL_MAX};
+  double rho = 1.0 / (fmax(1.0, sigma) + iv_hazard(tau, log_ndtr(tau)));
+  return laguerre_side(r, t0, sigma, rho, +1);
 }
 
 static side_value direct_q(const iv_rule *r, double t0, double sigma) {
   if (t0 > sigma * sigma + 9.0 * sigma) return hermite_side(r, t0, sigma, sigma, -1);
   double tau = -t0 / sigma;
-  double lambda = fmax(1.0 / sigma, fmin(fmax(1.0, 1.0 / sigma), 1.0 - iv_hazard(tau, log_ndtr(tau)) / sigma));
-  return laguerre_side(r, t0, sigma, lambda, -1);
+  if (tau == INFINITY) return (side_value){0, 0, 0};
+  double rho = 1.0 / fmax(1.0, fmin(fmax(1.0, sigma), sigma - iv_hazard(tau, log_ndtr(tau))));
+  return laguerre_side(r, t0, sigma, rho, -1);
 }
 
 /* The other side from a direct one: ln(1 - e^l) and its derivatives. */
@@ -384,7 +400,7 @@ static side_value complement(side_value s) {
   side_value o;
   o.l = s.l < -0.6931471805599453 ? log1p(-exp(s.l)) : log(-expm1(s.l));
   double f = -exp(s.l - o.l);
-  o.dt = f * s.dt, o.ds = f * s.ds;
+  o.dt = iv_mul(f, s.dt), o.ds = iv_mul(f, s.ds);
   return o;
 }
 
@@ -392,6 +408,11 @@ static const double LN_HALF = -0.69314718055994530942;
 
 /* ln p, ln(1 - p) and their derivatives for one sample. */
 static void gauss_pq(const iv_rule *r, double t0, double sigma, side_value *p, side_value *q) {
+  if (t0 == INFINITY) { /* K overflowed: p = 1, ln(1 - p) ~ -t0 (the gamma tail) */
+    *p = (side_value){0, 0, 0};
+    *q = (side_value){-INFINITY, -1.0, iv_sat(sigma)};
+    return;
+  }
   bool p_first = t0 < r->k - 1.0 / 3.0; /* p is likely the smaller side (gamma median ~ k - 1/3) */
   side_value first = p_first ? direct_p(r, t0, sigma) : direct_q(r, t0, sigma), second;
   if (first.l <= LN_HALF) {
@@ -429,17 +450,28 @@ mile_status mile_probit_gaussian_logp(int32_t dims, double t0, double scale, dou
 
 /* ---- the fused node ------------------------------------------------------------------ */
 
-/* K of one row and, when dk is given, dK/d(mu, lsd, m, ls) into dk[0..4D). */
+/* z = (m - mu) / sd = (m - mu) e^-lsd when the plain product over- or underflows
+ * (or m - mu does): in logs, with the difference halved so that it cannot overflow. */
+static double scaled_gap(double m, double mu, double lsd) {
+  double half = 0.5 * m - 0.5 * mu;
+  if (half == 0) return 0;
+  return copysign(exp(log(fabs(half)) + 0.69314718055994530942 - lsd), half);
+}
+
+/* K of one row and, when dk is given, dK/d(mu, lsd, m, ls) into dk[0..4D). K is +inf
+ * only when its exact value is beyond the double range; never NaN. */
 static double row_k(int64_t D, const double *mu, const double *lsd, const double *m, const double *ls, double *dk) {
   double K = 0;
   for (int64_t d = 0; d < D; d++) {
-    double inv = exp(-2.0 * lsd[d]), diff = m[d] - mu[d], ratio = exp(2.0 * (ls[d] - lsd[d]));
-    double term = diff * diff * inv + ratio;
+    double e = exp(-lsd[d]), z = (m[d] - mu[d]) * e, ratio = exp(2.0 * (ls[d] - lsd[d]));
+    if (!(z - z == 0) || (e == 0 && m[d] != mu[d])) z = scaled_gap(m[d], mu[d], lsd[d]);
+    double term = z * z + ratio;
     K += 0.5 * term;
     if (dk) {
-      dk[d] = -diff * inv;
+      double g = iv_mul(z, e); /* (m - mu) / sd^2 */
+      dk[d] = -g;
       dk[D + d] = -term;
-      dk[2 * D + d] = diff * inv;
+      dk[2 * D + d] = g;
       dk[3 * D + d] = ratio;
     }
   }
@@ -475,14 +507,17 @@ static mile_status gaussian_backward(mile_node *node, mile_tensor *g, mile_tenso
       iv_load_row(gc, b, 3, gr);
       row_k(D, row[0], row[1], row[2], row[3], dk);
       const double *pb = pd + 4 * b;
-      double gt = gr[1] * pb[0] + gr[2] * pb[2], gs = gr[1] * pb[1] + gr[2] * pb[3];
-      double gk = gr[0] + gt;
+      /* saturating products: a derivative at +-DBL_MAX times a zero gradient is 0 */
+      double gt = iv_sat(iv_mul(gr[1], pb[0]) + iv_mul(gr[2], pb[2]));
+      double gs = iv_sat(iv_mul(gr[1], pb[1]) + iv_mul(gr[2], pb[3]));
+      double gk = iv_sat(gr[0] + gt);
       gcs[b] = -gt, gss[b] = gs;
       /* dk holds dK/dmu, dK/dlsd, dK/dm, dK/dls: the inputs' order */
       for (int i = 0; i < 4; i++) {
         if (!grads[i]) continue;
-        for (int64_t d = 0; d < D; d++) o[d] = gk * dk[i * D + d];
-        iv_store_row(grads[i], b, D, o);
+        for (int64_t d = 0; d < D; d++)
+          o[d] = iv_mul(gk, dk[i * D + d]);
+        iv_store_grad_row(grads[i], b, D, o);
       }
     }
   }

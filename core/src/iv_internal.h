@@ -3,6 +3,7 @@
 #ifndef MILE_IV_INTERNAL_H
 #define MILE_IV_INTERNAL_H
 
+#include <float.h>
 #include <math.h>
 
 #include "internal.h"
@@ -75,6 +76,26 @@ static inline void iv_store_row(mile_tensor *t, int64_t b, int64_t n, const doub
   } else {
     float *dst = (float *)mile_data(t) + b * n;
     for (int64_t i = 0; i < n; i++) dst[i] = (float)src[i];
+  }
+}
+
+/* Derivatives whose exact value lies beyond the float64 range saturate at +-DBL_MAX
+ * instead of becoming inf (an inf times a zero factor further down the chain
+ * would be NaN). iv_mul is a product that treats 0 * anything as 0. */
+static inline double iv_sat(double x) { return fmin(fmax(x, -DBL_MAX), DBL_MAX); }
+static inline double iv_mul(double a, double b) { return a == 0 || b == 0 ? 0 : iv_sat(a * b); }
+
+/* A gradient row into t: like iv_store_row, saturated at the dtype's largest
+ * finite value (float32 gradients of float64-sized derivatives stay finite). */
+static inline void iv_store_grad_row(mile_tensor *t, int64_t b, int64_t n, const double *src) {
+  if (t->dtype == MILE_FLOAT64) {
+    double *dst = (double *)mile_data(t) + b * n;
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = iv_sat(src[i]);
+  } else {
+    float *dst = (float *)mile_data(t) + b * n;
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = (float)fmin(fmax(src[i], -FLT_MAX), FLT_MAX);
   }
 }
 

@@ -32,6 +32,16 @@ double mile_log_normal_cdf_d(double x) {
   return -0.5 * x * x - log(-x) - LN_SQRT_2PI + log_asymptotic_tail(x);
 }
 
+double mile_log_normal_cdf_shift_d(double b, double lb, double d) {
+  double y = b + d;
+  if (b < -20.0 && y < -20.0) {
+    /* both in the asymptotic range: the -x^2/2 and -ln(-x) parts subtracted
+     * analytically, so that no digits are lost to terms of size b^2 */
+    return -d * (b + 0.5 * d) - log1p(d / b) + log_asymptotic_tail(y) - log_asymptotic_tail(b);
+  }
+  return mile_log_normal_cdf_d(y) - lb;
+}
+
 double mile_normal_hazard_d(double x) {
   /* phi(x) / Phi(x) = exp(ln phi(x) - ln Phi(x)); for x -> -inf it tends to -x */
   if (x > -20.0) return exp(-0.5 * x * x - LN_SQRT_2PI - mile_log_normal_cdf_d(x));

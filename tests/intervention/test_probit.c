@@ -241,6 +241,63 @@ static void test_gaussian_tails(void **state) {
   free_table(t);
 }
 
+/* the extremes of the double range (t0 to -1.8e154 sigma and 1e300, sigma from 1e-300 to
+ * 1e300) against mpmath at 40 digits (make_probit_gaussian_extremes.py): ln p and
+ * ln(1 - p) to relative 1e-7 (measured: 6e-9) wherever they are representable, finite derivatives of the
+ * right sign. Before the rescaled tail these were NaN once |t0/sigma| > 1.4e154 and lost
+ * every digit of ln p from |t0/sigma| ~ 1e8 on. */
+static void test_gaussian_extremes(void **state) {
+  (void)state;
+  table *t = read_table("probit_gaussian_extremes.csv");
+  assert_true(t->nrows >= 200);
+  double worst = 0;
+  for (int r = 0; r < t->nrows; r++) {
+    double lp, l1, d[4], want_p = col(t, r, "logp"), want_q = col(t, r, "log1mp");
+    CHECK(mile_probit_gaussian_logp((int32_t)col(t, r, "D"), col(t, r, "t0"), col(t, r, "sigma"), &lp, &l1, &d[0],
+                                    &d[1], &d[2], &d[3]));
+    expect_close(lp, want_p, 1e-12, 1e-7, "ln p", r);
+    expect_close(l1, want_q, 1e-12, 1e-7, "ln(1-p)", r);
+    worst = fmax(worst,
+                 fmax(fabs(lp - want_p) / fmax(1e-300, fabs(want_p)), fabs(l1 - want_q) / fmax(1e-300, fabs(want_q))));
+    for (int i = 0; i < 4; i++)
+      if (!isfinite(d[i])) fail_msg("derivative %d (row %d) is %g", i, r, d[i]);
+    assert_true(d[0] >= 0 && d[2] <= 0); /* p grows with t0 */
+  }
+  print_message("max relative error of ln p, ln(1-p) over %d extreme cases: %.3g\n", t->nrows, worst);
+  free_table(t);
+}
+
+/* beyond the double range: ln p is -inf (its exact value is below -DBL_MAX), never NaN;
+ * p = 0 and 1 - p = 1; derivatives saturate at DBL_MAX */
+static void test_gaussian_beyond_range(void **state) {
+  (void)state;
+  const double cases[][3] = {{1, -1e300, 1},
+                             {2, -1e300, 1e-300},
+                             {4, -1e308, 1e-10},
+                             {3, -2e154, 1},
+                             {16, -1.7976931348623157e308, 5e-324},
+                             {1, -1e200, 1e-200}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    double lp, l1, d[4];
+    CHECK(mile_probit_gaussian_logp((int32_t)cases[i][0], cases[i][1], cases[i][2], &lp, &l1, &d[0], &d[1], &d[2],
+                                    &d[3]));
+    if (!(lp == -INFINITY && l1 == 0)) fail_msg("case %d: ln p = %g, ln(1-p) = %g", (int)i, lp, l1);
+    for (int j = 0; j < 4; j++)
+      if (!isfinite(d[j])) fail_msg("case %d: derivative %d is %g", (int)i, j, d[j]);
+    assert_true(d[0] > 0 && d[1] > 0);
+  }
+  /* p -> 1: ln(1 - p) ~ -t0 through the gamma tail, for any scale */
+  const double right[][3] = {{1, 1.7976931348623157e308, 1}, {5, 1e308, 1e-300}, {2, 1e300, 1e100}};
+  for (size_t i = 0; i < sizeof right / sizeof *right; i++) {
+    double lp, l1, d[4];
+    CHECK(mile_probit_gaussian_logp((int32_t)right[i][0], right[i][1], right[i][2], &lp, &l1, &d[0], &d[1], &d[2],
+                                    &d[3]));
+    if (!(lp == 0 && l1 < -1e299 && !isnan(l1))) fail_msg("right case %d: ln p = %g, ln(1-p) = %g", (int)i, lp, l1);
+    for (int j = 0; j < 4; j++)
+      if (isnan(d[j])) fail_msg("right case %d: derivative %d is NaN", (int)i, j);
+  }
+}
+
 /* the derivative outputs of the scalar kernel against central differences of itself */
 static void test_gaussian_scalar_derivatives(void **state) {
   (void)state;
@@ -340,6 +397,82 @@ static void test_property(void **state) {
   assert_int_equal(cases, 20000); /* 10,000 per dtype */
 }
 
+static void expect_no_nan(mile_tensor *t, const char *what) {
+  int64_t n = mile_numel(t);
+  double *v = malloc(sizeof(double) * (size_t)n);
+  CHECK(mile_to_doubles(t, v));
+  for (int64_t i = 0; i < n; i++)
+    if (isnan(v[i])) fail_msg("%s: element %lld is NaN", what, (long long)i);
+  free(v);
+}
+
+/* magnitude m drawn log-uniformly from [1e-3, hi], with a random sign when `sign` */
+static double wide(double hi, int sign) {
+  double v = exp(uniform(log(1e-3), log(hi)));
+  return sign && uniform(0, 1) < 0.5 ? -v : v;
+}
+
+/* The whole range of the dtype: logits, means and log-sds up to +-1e300 (float32:
+ * +-1e38), cost up to 1e300, scale from 1e-300 to 1e300. Outputs may be infinite where
+ * the exact value is (K beyond DBL_MAX, ln p below -DBL_MAX), never NaN; p in [0, 1];
+ * gradients finite (saturated). Before the fix: NaN from cost = 1e300 on. */
+static void test_property_extremes(void **state) {
+  (void)state;
+  for (int dt = 0; dt < 2; dt++) {
+    mile_dtype dtype = dt ? MILE_FLOAT32 : MILE_FLOAT64;
+    double hi = dt ? 1e38 : 1e300, lo = dt ? 1e-38 : 1e-300;
+    for (int round = 0; round < 20; round++) {
+      int64_t B = 50, A = 2 + round % 5, shape[2] = {B, A};
+      double lh[50 * 6], lm[50 * 6], cv[50], sv[50];
+      for (int64_t i = 0; i < B * A; i++)
+        lh[i] = wide(hi, 1), lm[i] = wide(hi, 1);
+      for (int i = 0; i < B; i++)
+        cv[i] = wide(hi, 0), sv[i] = exp(uniform(log(lo), log(hi)));
+      mile_tensor *h = tensor(dtype, 2, shape, lh, 1), *m = tensor(dtype, 2, shape, lm, 1);
+      mile_tensor *c = tensor(dtype, 1, &B, cv, 1), *s = tensor(dtype, 1, &B, sv, 1), *out;
+      CHECK(mile_probit_discrete(&out, h, m, c, s));
+      expect_no_nan(out, "discrete outputs");
+      for (int64_t b = 0; b < B; b++) {
+        double lp = item_at(out, b * (4 * A + 2) + 4 * A), l1 = item_at(out, b * (4 * A + 2) + 4 * A + 1);
+        assert_true(lp <= 0 && l1 <= 0 && exp(lp) >= 0 && exp(lp) <= 1);
+      }
+      backward_all(out);
+      expect_finite(h->grad, "d/d policy_logits"), expect_finite(m->grad, "d/d mental_logits");
+      expect_finite(c->grad, "d/d cost"), expect_finite(s->grad, "d/d scale");
+      mile_tensor *all[] = {h, m, c, s, out};
+      for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        mile_tensor_release(all[i]);
+    }
+    for (int round = 0; round < 20; round++) {
+      int64_t B = 50, D = 1 + round % 8, shape[2] = {B, D};
+      double v[4][50 * 8], cv[50], sv[50];
+      mile_tensor *in[4], *c, *s, *out;
+      for (int i = 0; i < 4; i++) {
+        /* log-sds: mostly within exp's range, one in four anywhere in the dtype's */
+        for (int64_t j = 0; j < B * D; j++)
+          v[i][j] = i % 2 && uniform(0, 1) < 0.75 ? uniform(-800, 800) : wide(hi, 1);
+        in[i] = tensor(dtype, 2, shape, v[i], 1);
+      }
+      for (int i = 0; i < B; i++)
+        cv[i] = wide(hi, 0), sv[i] = exp(uniform(log(lo), log(hi)));
+      c = tensor(dtype, 1, &B, cv, 1), s = tensor(dtype, 1, &B, sv, 1);
+      CHECK(mile_probit_gaussian(&out, in[0], in[1], in[2], in[3], c, s));
+      expect_no_nan(out, "gaussian outputs");
+      for (int64_t b = 0; b < B; b++) {
+        double lp = item_at(out, 3 * b + 1), l1 = item_at(out, 3 * b + 2);
+        assert_true(lp <= 0 && l1 <= 0 && exp(lp) >= 0 && exp(lp) <= 1);
+      }
+      backward_all(out);
+      for (int i = 0; i < 4; i++)
+        expect_finite(in[i]->grad, "gaussian input gradient");
+      expect_finite(c->grad, "d/d cost"), expect_finite(s->grad, "d/d scale");
+      for (int i = 0; i < 4; i++)
+        mile_tensor_release(in[i]);
+      mile_tensor_release(c), mile_tensor_release(s), mile_tensor_release(out);
+    }
+  }
+}
+
 /* ---- errors --------------------------------------------------------------------------------- */
 
 static void test_errors(void **state) {
@@ -371,9 +504,15 @@ static void test_errors(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_discrete_vectors),        cmocka_unit_test(test_discrete_cost_scale_gradients),
-      cmocka_unit_test(test_gaussian_vectors),        cmocka_unit_test(test_gaussian_tails),
-      cmocka_unit_test(test_gaussian_scalar_derivatives), cmocka_unit_test(test_property),
+      cmocka_unit_test(test_discrete_vectors),
+      cmocka_unit_test(test_discrete_cost_scale_gradients),
+      cmocka_unit_test(test_gaussian_vectors),
+      cmocka_unit_test(test_gaussian_tails),
+      cmocka_unit_test(test_gaussian_extremes),
+      cmocka_unit_test(test_gaussian_beyond_range),
+      cmocka_unit_test(test_gaussian_scalar_derivatives),
+      cmocka_unit_test(test_property),
+      cmocka_unit_test(test_property_extremes),
       cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
