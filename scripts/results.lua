@@ -34,7 +34,7 @@ end
 -- The expert acting alone on the runs' evaluation states.
 local function expert_success(run)
   if run.task.discrete then
-    local net = nn.load(run.cfg.policy_dir .. "/" .. run.cfg.env .. "/expert.safetensors")
+    local net = nn.load(loop.policy_file(run.cfg, "expert"))
     return run:evaluate(run.cfg.eval_episodes, function(obs) return policy.act(net, obs, true) end).success
   end
   local scripted = envs.scripted_expert(run.eval_env)
@@ -48,7 +48,7 @@ local sections = {
   "acting alone on the run's fixed evaluation states after that round, mean ± sd over seeds.",
   "Interventions: human-controlled steps over all rounds (mean over seeds). Every method sees",
   "the same simulated human, the same demonstrations and the same number of gradient steps",
-  "per round (mile.baselines); the reported policy is always the last round's.", "",
+  "per round (mile.methods); the reported policy is always the last round's.", "",
 }
 local t0 = sys.monotonic()
 for _, tf in ipairs(task_files) do

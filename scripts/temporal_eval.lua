@@ -5,9 +5,9 @@
 --       [--learners probit,history,accumulator,gru] [--modes oracle,mile] [--train 8] [--test 8]
 --       [--epochs 20] [--doc docs/research.md]
 --
--- For each simulated human (human.model) and seed: the initial robot policy runs
+-- For each simulated human (human.memory) and seed: the initial robot policy runs
 -- --train + --test episodes on LunarLander with that human watching (no learning in
--- between, so every learner sees the same data); each learner model (learner.model)
+-- between, so every learner sees the same data); each learner memory (learner.memory)
 -- is fitted to the training episodes and scored on the held-out ones by the
 -- intervention log-loss -[nu ln p + (1 - nu) ln(1 - p)] per step, each step with its
 -- episode's full history. Two fits:
@@ -27,7 +27,7 @@ local nn = require "mile.nn"
 local optim = require "mile.optim"
 local ag = require "mile.autograd"
 local sys = require "mile.sys"
-local baselines = require "mile.baselines"
+local methods = require "mile.methods"
 local temporal = require "mile.temporal"
 
 local M = {}
@@ -38,11 +38,14 @@ local function copy(t)
   return out
 end
 
+-- "probit": the memoryless model (no memory model)
+local function memory_of(name) return (name == nil or name == "probit") and "none" or name end
+
 --- collect{human=, seed=, train=, test=, set = {key = value}} -> train dataset, test
 --- dataset, the resolved config (flat). The initial policy acts; the human watches.
 function M.collect(opts)
   local user = { env = "LunarLander-v3", seed = opts.seed or 0, episodes_per_round = 1, eval_episodes = 0,
-    progress = false, ["human.model"] = opts.human or "probit" }
+    progress = false, ["human.memory"] = memory_of(opts.human) }
   for k, v in pairs(opts.set or {}) do user[k] = v end
   local cfg = loop.resolve(user)
   local run = loop.new_run(cfg)
@@ -68,15 +71,16 @@ end
 function M.fit(train, cfg, learner, mode, opts)
   opts = opts or {}
   local c = copy(cfg)
-  c["learner.model"] = learner
-  c["human.model"] = "probit"
+  c["learner.memory"] = memory_of(learner)
+  c["human.memory"] = "none"
   c.name = ""
+  local schema = loop.schema_for(c) -- keys of the collecting human's memory model are not this run's
+  for k in pairs(c) do if schema[k] == nil then c[k] = nil end end
   if opts.epochs then c.epochs = opts.epochs end
   local run = loop.new_run(loop.resolve(c))
   use_dataset(run, train)
   if mode == "oracle" then
-    local dir = run.cfg.policy_dir .. "/" .. run.cfg.env
-    run.policy:load_state_dict(nn.load(dir .. "/expert.safetensors"):state_dict())
+    run.policy:load_state_dict(nn.load(loop.policy_file(run.cfg, "expert")):state_dict())
     if not run.temporal or not run.opt_temporal then return run end
     local gen = run.gens.train
     for _ = 1, opts.steps or 300 do
@@ -90,7 +94,7 @@ function M.fit(train, cfg, learner, mode, opts)
     end
     return run
   end
-  baselines.get("mile").train(run, 1)
+  methods.get("mile").train(methods.context(run, 1))
   return run
 end
 
@@ -105,7 +109,7 @@ function M.heldout(run, test)
   local nu = cols.nu
   local loss = ag.no_grad(function()
     local obs = test:column("obs"):index_select(1, rows)
-    local m = run.method.intervention_model(run, obs, rows)
+    local m = methods.learner_model(run, obs, rows)
     local lp, l1 = m.logp:double(), m.log1mp:double()
     return -(T.where(nu:ne(0), lp, l1)):mean():item()
   end)

@@ -46,6 +46,7 @@
 -- registered in M.backends.
 local sys = require "mile.sys"
 local config = require "mile.config"
+local rundir = require "mile.rundir"
 local plot = require "mile.plot"
 
 local M = {}
@@ -177,13 +178,15 @@ local function settings_of(t)
 end
 
 -- The base config as a table: a file (found relative to the working directory, then
--- the spec's directory, then the repository) or the table itself.
+-- the spec's directory, then mile's own tree) or the table itself.
 local function base_table(spec)
   local base = spec.base
   if type(base) == "table" then return base end
   if type(base) ~= "string" then error("batch: spec.base must be a config file or a table", 0) end
-  local here = debug.getinfo(1, "S").source:match("^@(.*)/lua/mile/batch%.lua$")
-  for _, path in ipairs { base, spec.dir and (spec.dir .. "/" .. base), here and (here .. "/" .. base) } do
+  -- the host's tree: <root>/scripts/configs/... in the repository and the installation alike
+  local ok, host = pcall(require, "mile.host")
+  local root = ok and type(host) == "table" and host.scripts_dir and host.scripts_dir:match("^(.*)/scripts/*$")
+  for _, path in ipairs { base, spec.dir and (spec.dir .. "/" .. base), root and (root .. "/" .. base) } do
     if path and sys.stat(path) == "file" then return config.load_file(path) end
   end
   error(("batch: base config %s not found"):format(base), 0)
@@ -192,8 +195,10 @@ end
 --- plan(spec [, overrides]) -> {name, axes, cells = {{id, labels = {axis = label}, settings}},
 --- seeds, jobs = {{id, cell, seed, settings, config}}, base}: the jobs of a spec, each
 --- one's config resolved (an unknown key or a bad value is an error naming the job).
---- overrides: "key=value" strings for every job, after spec.set (`mile batch --set`).
-function M.plan(spec, overrides)
+--- overrides: "key=value" strings for every job, after spec.set (`mile batch --set`);
+--- extra_plugins: plugin specs (`mile batch --plugin`) added to the base config's
+--- `plugins`, so that every job (a separate process) loads them.
+function M.plan(spec, overrides, extra_plugins)
   for k in pairs(spec) do
     if not SPEC_KEYS[k] and k ~= "path" and k ~= "dir" then
       error(("batch: unknown spec key '%s' (known: base, set, grid, axes, seeds, name, workers, out)"):format(k), 0)
@@ -201,7 +206,16 @@ function M.plan(spec, overrides)
   end
   if type(spec.name) ~= "string" or spec.name == "" then error("batch: spec.name must be a non-empty string", 0) end
   local loop = require "mile.loop"
-  local base = base_table(spec)
+  local plugins = require "mile.plugins"
+  local base = {}
+  for k, v in pairs(base_table(spec)) do base[k] = v end
+  local list = {}
+  for _, p in ipairs(type(base.plugins) == "table" and base.plugins or {}) do list[#list + 1] = p end
+  for _, p in ipairs(extra_plugins or {}) do list[#list + 1] = p end
+  for i, p in ipairs(list) do -- absolute: the jobs run in other processes
+    if type(p) == "string" and plugins.is_file_spec(p) then list[i] = plugins.absolute(p) end
+  end
+  if #list > 0 then base.plugins = list end
   local grid = spec.grid or {}
   local axes = spec.axes or sorted_keys(grid)
   for _, a in ipairs(axes) do
@@ -353,10 +367,10 @@ end
 
 -- ---- running a batch -------------------------------------------------------------------------
 
+-- A data file of a batch or run directory (nil when absent or unreadable).
 local function read_lua(path)
-  local chunk = loadfile(path, "t", { math = { huge = math.huge } })
-  if not chunk then return nil end
-  local ok, v = pcall(chunk)
+  if sys.stat(path) ~= "file" then return nil end
+  local ok, v = pcall(rundir.read_data, path)
   return ok and v or nil
 end
 
@@ -384,8 +398,7 @@ local IGNORED = { out = true, progress = true }
 local function check_same_config(out, job)
   local dir = paths(out, job)
   if sys.stat(dir .. "/config.lua") ~= "file" then return end
-  local loop = require "mile.loop"
-  local old = loop.resolve(config.load_file(dir .. "/config.lua"))
+  local old = config.flatten(rundir.open(dir):config(), "")
   for _, k in ipairs(sorted_keys(job.config)) do
     local function text(v) return v == nil and "nil" or config.serialize(v) end
     local a, b = text(old[k]), text(job.config[k])
@@ -482,7 +495,7 @@ local function read_jobs_csv(out)
   return info
 end
 
---- run(spec, {out=, workers=, backend=, mile=, set=, poll=0.1, quiet=, dry_run=}) -> summary
+--- run(spec, {out=, workers=, backend=, mile=, set=, plugins=, poll=0.1, quiet=, dry_run=}) -> summary
 -- Plans the jobs, writes the batch directory, runs every unfinished job (at most
 -- `workers` at once), then aggregates. summary: {out, plan, finished, failed = {ids},
 -- started, resumed, skipped, aggregate = rows}. Jobs that fail are listed (with the
@@ -490,7 +503,7 @@ end
 function M.run(spec, opts)
   opts = opts or {}
   local say = opts.quiet and function() end or function(...) print(string.format(...)); io.stdout:flush() end
-  local plan = M.plan(spec, opts.set)
+  local plan = M.plan(spec, opts.set, opts.plugins)
   local out = M.out_dir(spec, opts)
   local backend = opts.backend or spec.backend or "local"
   if type(backend) == "string" then
@@ -629,7 +642,6 @@ local MEASURES = {
 function M.aggregate(out)
   local plan = read_lua(out .. "/batch.lua")
   if not plan then error("batch: " .. out .. " is not a batch directory (no batch.lua)", 0) end
-  local loop = require "mile.loop"
   local rows, by_cell = {}, {}
   for _, cell in ipairs(plan.cells) do
     local states, rounds = {}, nil
@@ -638,8 +650,8 @@ function M.aggregate(out)
         local dir = out .. "/jobs/" .. job.id
         local st = read_lua(dir .. "/state.lua")
         if st and sys.stat(dir .. "/config.lua") == "file" then
-          local cfg = loop.resolve(config.load_file(dir .. "/config.lua"))
-          if st.round >= cfg.rounds then
+          local cfg = read_lua(dir .. "/config.lua") or {}
+          if st.round >= (cfg.rounds or math.huge) then
             states[#states + 1] = st
             rounds = cfg.rounds
           end

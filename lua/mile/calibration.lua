@@ -31,9 +31,6 @@ local T = require "mile.tensor"
 local nn = require "mile.nn"
 local ag = require "mile.autograd"
 local sys = require "mile.sys"
-local data = require "mile.data"
-local config = require "mile.config"
-local tasks = require "mile.tasks"
 local policy = require "mile.policy"
 local plot = require "mile.plot"
 
@@ -179,34 +176,13 @@ end
 
 -- ---- a run directory at the REPL ---------------------------------------------------------------
 
-local Run = {}
+-- mile.open gives the Run of mile.loop (the one run object: what training, --resume
+-- and mile eval use) with these methods and fields added: config (= cfg), rounds (the
+-- last committed round), checkpoints[r] (policy and mental model of round r, loaded on
+-- first use; r = 0 is the warm start every run begins from).
+local loop = require "mile.loop"
+local Run = loop.Run
 M.Run = Run
-
-local function read_lua(path)
-  local chunk, err = loadfile(path, "t", { math = { huge = math.huge } })
-  if not chunk then error("calibration: " .. err, 0) end
-  return chunk()
-end
-
--- Lazy fields: dataset (mile.data), checkpoints (by round, 0 = warm start).
-Run.__index = function(self, key)
-  if Run[key] then return Run[key] end
-  if key == "dataset" then
-    local path = self.dir .. "/dataset.csv"
-    local ds, err = data.load(path, self.task.discrete and { n_actions = self.task.n_actions } or nil)
-    if not ds then error("calibration: " .. err, 2) end
-    rawset(self, "dataset", ds)
-    return ds
-  end
-  return nil
-end
-
-function Run:__tostring()
-  local last = self.metrics[#self.metrics]
-  return ("run %s: %s, method %s, seed %d, %d/%d rounds done%s  (fields: config, metrics, dataset, checkpoints; " ..
-    "methods: calibration, predict, rows)"):format(self.dir, self.config.env, self.config.method, self.config.seed,
-    self.rounds, self.config.rounds, last and (", final success %.2f"):format(last.success) or "")
-end
 
 local Checkpoint = {}
 Checkpoint.__index = function(self, key)
@@ -225,32 +201,19 @@ Checkpoint.__tostring = function(self)
     self.round == 0 and "the warm start" or rawget(self, "dir"))
 end
 
---- open(dir) -> a run: config (flat, resolved), metrics (rows of committed rounds),
---- rounds (the last committed round), initial (the warm start's evaluation), task,
---- dataset (loaded on first use), checkpoints[r] (policy and mental loaded on first use;
---- r = 0 is the warm start every run begins from).
-function M.open(dir)
-  if type(dir) ~= "string" then error("open: expects the path of a run directory", 2) end
-  dir = dir:gsub("/+$", "")
-  if sys.stat(dir .. "/config.lua") ~= "file" then
-    error(("open: %s is not a run directory (no config.lua)"):format(dir), 2)
-  end
-  local loop = require "mile.loop"
-  local cfg = loop.resolve(config.load_file(dir .. "/config.lua"))
-  local st = sys.stat(dir .. "/state.lua") == "file" and read_lua(dir .. "/state.lua") or { round = 0, metrics = {} }
-  local run = { dir = dir, config = cfg, cfg = cfg, task = tasks.get(cfg.env), metrics = st.metrics, rounds = st.round,
-    initial = st.initial }
-  run.checkpoints = setmetatable({}, {
+-- run.checkpoints: round -> Checkpoint, made on first use
+local function checkpoints(run)
+  return setmetatable({}, {
     __index = function(t, r)
-      if math.type(r) ~= "integer" or r < 0 or r > run.rounds then
-        error(("checkpoints: round %s is not committed (0..%d)"):format(tostring(r), run.rounds), 2)
+      if math.type(r) ~= "integer" or r < 0 or r > run.round then
+        error(("checkpoints: round %s is not committed (0..%d)"):format(tostring(r), run.round), 2)
       end
       local ck = { round = r }
       if r == 0 then
-        local base = cfg.policy_dir .. "/" .. cfg.env .. "/initial.safetensors"
+        local base = loop.policy_file(run.cfg, "initial")
         ck.policy_path, ck.mental_path = base, base
       else
-        ck.dir = ("%s/checkpoints/round_%03d"):format(dir, r)
+        ck.dir = run.rundir:checkpoint(r)
         ck.policy_path, ck.mental_path = ck.dir .. "/policy.safetensors", ck.dir .. "/mental.safetensors"
       end
       ck = setmetatable(ck, Checkpoint)
@@ -258,14 +221,32 @@ function M.open(dir)
       return ck
     end,
   })
-  return setmetatable(run, Run)
+end
+
+--- open(dir [, opts]) -> the run of a run directory at its last committed round (its
+--- plugins loaded from the directory's copies), with config, metrics, rounds, initial,
+--- task, dataset, checkpoints[r], and the methods calibration, predict and rows.
+function M.open(dir, opts)
+  if type(dir) ~= "string" then error("open: expects the path of a run directory", 2) end
+  local ok, run = pcall(loop.open, dir, opts)
+  if not ok then error("open: " .. tostring(run):gsub("^loop: ", ""):gsub("^rundir: ", ""), 2) end
+  run.config, run.rounds = run.cfg, run.round
+  run.checkpoints = checkpoints(run)
+  return run
+end
+
+function Run:__tostring()
+  local last = self.metrics[#self.metrics]
+  return ("run %s: %s, method %s, seed %d, %d/%d rounds done%s  (fields: config, metrics, dataset, checkpoints; " ..
+    "methods: calibration, predict, rows)"):format(self.dir, self.cfg.env, self.cfg.method, self.cfg.seed,
+    self.round, self.cfg.rounds, last and (", final success %.2f"):format(last.success) or "")
 end
 
 --- rows(r) -> first, last: the dataset rows collected in round r (from the metrics'
 --- step counts; last < first when the round had no steps).
 function Run:rows(r)
-  if math.type(r) ~= "integer" or r < 1 or r > self.rounds then
-    error(("rows: round %s is not committed (1..%d)"):format(tostring(r), self.rounds), 2)
+  if math.type(r) ~= "integer" or r < 1 or r > self.round then
+    error(("rows: round %s is not committed (1..%d)"):format(tostring(r), self.round), 2)
   end
   local first = 1
   for i = 1, r - 1 do first = first + self.metrics[i].steps end
@@ -284,28 +265,25 @@ local function cost_for(run, k, opts)
   return run.config["learner.cost"]
 end
 
--- The learner's intervention model (the run's method's, else MILE's) with checkpoint
--- ck, on observations [B, n]; opts.cost/opts.scale override the run's. Memoryless:
--- a temporal learner (learner.model) is scored by its probit part.
+-- The learner's intervention model (learner.model) with checkpoint ck, on
+-- observations [B, n]; opts.cost/opts.scale override the run's. Memoryless: a learner
+-- with a memory model (learner.memory) is scored without its memory term.
 local function learner_model(run, ck, obs, opts)
-  local baselines = require "mile.baselines"
-  local ok, method = pcall(baselines.get, run.config.method)
-  local model = ok and method.intervention_model or baselines.get("mile").intervention_model
   local cost = cost_for(run, ck.round, opts)
-  local cfg = setmetatable({ ["learner.cost"] = cost, ["learner.scale"] = opts.scale }, { __index = run.config })
-  local proxy = { cfg = cfg, policy = ck.policy, mental = ck.mental, round = ck.round, learner_cost = cost,
-    task = run.task }
-  return model(proxy, obs), cost, cfg["learner.scale"]
+  local scale = opts.scale or run.cfg["learner.scale"]
+  local model = run.intervention { policy = policy.params(ck.policy, obs), mental = policy.params(ck.mental, obs),
+    cost = cost, scale = scale }
+  return model, cost, scale
 end
 
 local function round_list(self, round)
   if round == nil or round == "all" then
     local out = {}
-    for r = 1, self.rounds do out[r] = r end
+    for r = 1, self.round do out[r] = r end
     return out
   end
-  if math.type(round) ~= "integer" or round < 1 or round > self.rounds then
-    error(("calibration: round %s is not committed (1..%d)"):format(tostring(round), self.rounds), 3)
+  if math.type(round) ~= "integer" or round < 1 or round > self.round then
+    error(("calibration: round %s is not committed (1..%d)"):format(tostring(round), self.round), 3)
   end
   return { round }
 end
@@ -356,7 +334,7 @@ function Run:calibration(opts)
     for i = 1, #p do d = d + math.abs(p[i] - hp[i]) end
     r.mean_abs_diff = d / #p
   end
-  local which = #rounds == 1 and ("round %d"):format(rounds[1]) or ("rounds 1-%d"):format(self.rounds)
+  local which = #rounds == 1 and ("round %d"):format(rounds[1]) or ("rounds 1-%d"):format(self.round)
   local scored = opts.checkpoint and ("checkpoint %d"):format(opts.checkpoint)
     or "the model trained through the round before (held out)"
   if opts.plot ~= false and #p > 0 then
@@ -377,9 +355,9 @@ function Run:calibration(opts)
       print(("  the simulated human's own p: ECE %s  Brier %s  log-loss %s;  mean |p - human p| %s"):format(
         f3(r.human.ece), f3(r.human.brier), f3(r.human.log_loss), f3(r.mean_abs_diff)))
     end
-    if (self.config["learner.model"] or "probit") ~= "probit" then
-      print(("  note: learner.model = %s is temporal; these are its memoryless probit predictions"):format(
-        self.config["learner.model"]))
+    if self.config["learner.memory"] ~= "none" then
+      print(("  note: learner.memory = %s; these are the model's predictions without its memory term"):format(
+        self.config["learner.memory"]))
     end
     if r.plot then print("  plot: " .. r.plot) elseif r.plot_error then print("  (no plot: " .. r.plot_error .. ")") end
   end
@@ -412,7 +390,7 @@ local function list(t) return t:to("float64"):view { -1 }:totable() end
 function Run:predict(obs, opts)
   opts = opts or {}
   local x, row = observation(self, obs)
-  local round = opts.round or self.rounds
+  local round = opts.round or self.round
   local ck = self.checkpoints[round]
   local out = { round = round, row = row }
   local lines = {}
@@ -477,7 +455,5 @@ function Run:predict(obs, opts)
   end })
 end
 
--- what REPL completion offers after `run:` (Run.__index is a function)
-Run.__methods = { calibration = Run.calibration, predict = Run.predict, rows = Run.rows }
 
 return M

@@ -76,9 +76,11 @@ local function fits(spec_type, v)
   return t == spec_type
 end
 
-local function check(schema, key, v, origin)
+local function check(schema, key, v, origin, explain)
   local spec = schema[key]
   if not spec then
+    local why = explain and explain(key)
+    if why then error(("config: key '%s'%s: %s"):format(key, origin or "", why), 0) end
     local hint = closest(key, schema)
     error(("config: unknown key '%s'%s%s"):format(key, origin or "", hint and (" (did you mean '" .. hint .. "'?)") or ""), 0)
   end
@@ -100,9 +102,9 @@ local function check(schema, key, v, origin)
 end
 
 --- Parse the text of a --set value by the key's declared type.
-function M.parse_value(schema, key, text)
+function M.parse_value(schema, key, text, explain)
   local spec = schema[key]
-  if not spec then check(schema, key, nil, " (from --set)") end
+  if not spec then check(schema, key, nil, " (from --set)", explain) end
   if spec.type == "number" or spec.type == "integer" then
     local v = tonumber(text)
     if v == nil then error(("config: --set %s=%s: not a number"):format(key, text), 0) end
@@ -122,32 +124,48 @@ function M.parse_value(schema, key, text)
   return text
 end
 
---- resolve(schema, user_table, overrides) -> flat table of every schema key.
--- overrides: list of "key=value" strings (from --set), applied after the file.
-function M.resolve(schema, user, overrides)
-  local flat = {}
-  for key, spec in pairs(schema) do flat[key] = spec.default end
-  for key, v in pairs(flatten(user or {}, "")) do
-    check(schema, key, v)
-    flat[key] = v
-  end
+--- resolve(schema, user_table, overrides [, opts]) -> flat table of every schema key.
+-- overrides: list of "key=value" strings (from --set); they replace the file's values
+-- before anything is validated (a file value that --set replaces is never checked).
+-- opts.explain(key) -> a reason for an unknown key (e.g. the plugin that owns it), or nil.
+function M.resolve(schema, user, overrides, opts)
+  local explain = opts and opts.explain
+  local set = {}
   for _, item in ipairs(overrides or {}) do
     local key, text = item:match("^([%w_.]+)=(.*)$")
     if not key then error(("config: --set %s: expected key=value"):format(item), 0) end
-    local v = M.parse_value(schema, key, text)
-    check(schema, key, v, " (from --set)")
+    set[key] = M.parse_value(schema, key, text, explain)
+  end
+  local flat = {}
+  for key, spec in pairs(schema) do flat[key] = spec.default end
+  for key, v in pairs(flatten(user or {}, "")) do
+    if set[key] == nil then check(schema, key, v, nil, explain) end
+    flat[key] = v
+  end
+  for key, v in pairs(set) do
+    check(schema, key, v, " (from --set)", explain)
     flat[key] = v
   end
   return flat
 end
 
---- Load a config file (a Lua file returning a table) in an empty environment.
+--- Load a config file (a Lua file returning a table). It may `require` modules (to
+--- build values); relative paths in its `plugins` list are taken relative to the file.
 function M.load_file(path)
-  local chunk, err = loadfile(path, "t", {})
+  local env = setmetatable({}, { __index = _G })
+  local chunk, err = loadfile(path, "t", env)
   if not chunk then error("config: " .. err, 0) end
   local ok, t = pcall(chunk)
   if not ok then error("config: " .. path .. ": " .. tostring(t), 0) end
   if type(t) ~= "table" then error(("config: %s must return a table, got %s"):format(path, type(t)), 0) end
+  if type(t.plugins) == "table" then
+    local dir = path:match("^(.*)/[^/]*$") or "."
+    for i, p in ipairs(t.plugins) do
+      if type(p) == "string" and (p:find("/", 1, true) or p:match("%.lua$")) and p:sub(1, 1) ~= "/" then
+        t.plugins[i] = dir .. "/" .. p
+      end
+    end
+  end
   return t
 end
 

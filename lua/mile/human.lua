@@ -4,7 +4,8 @@
 -- rollout: this simulated expert, a person at the keyboard, or a temporal variant.
 --
 --   local h = human.Simulated{expert = fn, mental = fn, cost = 3, scale = 1,
---                             discrete = true, generator = T.Generator(1)}
+--                             discrete = true, generator = T.Generator(1)
+--                             [, model = an intervention model of mile.models]}
 --   local nu, a_h, info = h:decide(obs, robot_action)   -- info.p: P(intervene | s)
 --
 -- expert(obs [1,n]) and mental(obs [1,n]) return the parameters of pi_E (the
@@ -14,14 +15,14 @@
 -- acts from p(a | nu = 1, s) ~ pi_E(a) q(a, s): exactly (discrete), or by rejection
 -- from pi_E with acceptance q (continuous).
 --
--- Humans with memory: `memory` (a module of mile.temporal, e.g. the accumulator of
--- scripts/temporal/accumulator.lua) adds m_t, computed from the episode's earlier
+-- Humans with memory: `memory` (a memory model of mile.temporal, e.g. the accumulator of
+-- mile.temporal.accumulator) adds m_t, computed from the episode's earlier
 -- steps, to the value gap: q_t(a) = Phi((Delta_t(a) + m_t - c) / sigma). The loop calls
 -- `reset()` at the start of every episode (a memoryless human ignores it). `cost` may
 -- be changed between steps (cost schedules).
 local T = require "mile.tensor"
 local ag = require "mile.autograd"
-local I = require "mile.intervention"
+local models = require "mile.models"
 
 local M = {}
 
@@ -31,14 +32,14 @@ local Simulated = {}
 Simulated.__index = Simulated
 M.Simulated = Simulated
 
---- Simulated{expert=, mental=, cost=, scale=, discrete=, generator=, max_tries=10000, memory=}
+--- Simulated{expert=, mental=, cost=, scale=, discrete=, generator=, max_tries=10000, memory=, model=}
 function M.Simulated(opts)
   for _, k in ipairs { "expert", "mental", "cost", "scale", "generator" } do
     if opts[k] == nil then error("human.Simulated: missing " .. k, 2) end
   end
   local self = setmetatable({ expert = opts.expert, mental = opts.mental, cost = opts.cost, scale = opts.scale,
     discrete = opts.discrete ~= false, gen = opts.generator, max_tries = opts.max_tries or 10000,
-    memory = opts.memory }, Simulated)
+    memory = opts.memory, intervention = opts.model or models.get("probit").build { role = "human" } }, Simulated)
   self:reset()
   return self
 end
@@ -52,12 +53,7 @@ end
 --- `cost` (default: the human's; a number or a [B] tensor).
 function Simulated:model(obs, cost, e, m)
   e, m = e or self.expert(obs), m or self.mental(obs)
-  cost = cost or self.cost
-  if self.discrete then
-    return I.discrete { policy_logits = e.logits, mental_logits = m.logits, cost = cost, scale = self.scale }
-  end
-  return I.gaussian { mu = e.mu, log_sd = e.log_sd, mental_mu = m.mu, mental_log_sd = m.log_sd,
-    cost = cost, scale = self.scale }
+  return self.intervention { policy = e, mental = m, cost = cost or self.cost, scale = self.scale }
 end
 
 --- p(s) for one observation (1-d tensor).

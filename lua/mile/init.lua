@@ -9,7 +9,8 @@ local M = {
 local lazy = {
   autograd = "mile.autograd", nn = "mile.nn", optim = "mile.optim", io = "mile.io",
   intervention = "mile.intervention", envs = "mile.envs", data = "mile.data", human = "mile.human",
-  loop = "mile.loop", baselines = "mile.baselines", calibration = "mile.calibration", plot = "mile.plot",
+  loop = "mile.loop", methods = "mile.methods", models = "mile.models", calibration = "mile.calibration",
+  plot = "mile.plot", rundir = "mile.rundir", plugins = "mile.plugins", registry = "mile.registry", tasks = "mile.tasks",
   batch = "mile.batch", schedules = "mile.schedules", display = "mile.display",
 }
 

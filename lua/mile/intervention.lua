@@ -106,12 +106,14 @@ local function as_actions(action, like)
 end
 
 --- ln pi_h(a | s) at 0-based action values [B] (rows with nu = 0 may hold anything).
-function Discrete:log_pi_at(action, nu)
-  return core.take(self.packed, as_actions(action, self.packed), 0, nu, self.actions)
+-- check = false skips the per-sample test of the action values.
+function Discrete:log_pi_at(action, nu, check)
+  return core.take(self.packed, as_actions(action, self.packed), 0, nu, self.actions, check ~= false and self.check)
 end
 --- ln q(a, s) at 0-based action values [B].
-function Discrete:logq(action, nu)
-  return core.take(self.packed, as_actions(action, self.packed), 2 * self.actions, nu, self.actions)
+function Discrete:logq(action, nu, check)
+  return core.take(self.packed, as_actions(action, self.packed), 2 * self.actions, nu, self.actions,
+    check ~= false and self.check)
 end
 
 local Gaussian = {}
@@ -142,23 +144,38 @@ local function standardised(self, action)
 end
 
 -- actions of rows with nu = 0 replaced by mu (their terms are unused; a NaN stand-in
--- in a dataset must not turn into a NaN gradient)
-local function sanitise(self, action, nu)
-  if nu == nil then return action end
-  if action:dtype() ~= self.mu:dtype() then action = action:to(self.mu:dtype()) end
-  local keep = nu:view { -1, 1 }:ne(0):expand_as(action)
-  return T.where(keep, action, self.mu:detach())
+-- in a dataset must not turn into a NaN gradient). With check, the actions of the
+-- other rows must be finite: an error names the first bad sample and dimension.
+local function sanitise(self, action, nu, check)
+  if T.is_tensor(action) and action:dtype() ~= self.mu:dtype() then action = action:to(self.mu:dtype()) end
+  if nu ~= nil and T.is_tensor(action) and shape_str(action) == shape_str(self.mu) then
+    local keep = nu:view { -1, 1 }:ne(0):expand_as(action)
+    action = T.where(keep, action, self.mu:detach())
+  end
+  if check ~= false and self.check ~= false and T.is_tensor(action) then
+    local bad = (action - action):ne(0) -- x - x is NaN exactly for NaN and +-inf
+    if bad:sum():item() > 0 then
+      local D = action:size(2)
+      for i, v in ipairs(bad:contiguous():view { -1 }:totable()) do
+        if v ~= 0 then
+          error(("human_action must be finite on intervention steps: sample %d, dimension %d"):format(
+            (i - 1) // D + 1, (i - 1) % D + 1), 3)
+        end
+      end
+    end
+  end
+  return action
 end
 
 --- ln pi_h(a | s) of observed actions a [B, D]: sum_d -ln sd_d - ln(2 pi)/2 - z_d^2/2.
-function Gaussian:log_pi_at(action, nu)
-  local z = standardised(self, sanitise(self, action, nu))
+function Gaussian:log_pi_at(action, nu, check)
+  local z = standardised(self, sanitise(self, action, nu, check))
   return ((z * z) * -0.5 - self.log_sd - 0.5 * LN_2PI):sum(2)
 end
 
 --- ln q(a, s) of observed actions a [B, D]: ln Phi((Delta(a) - c) / sigma), Delta(a) = K - |z|^2 / 2.
-function Gaussian:logq(action, nu)
-  local z = standardised(self, sanitise(self, action, nu))
+function Gaussian:logq(action, nu, check)
+  local z = standardised(self, sanitise(self, action, nu, check))
   local delta = self.K - (z * z):sum(2) * 0.5
   return ((delta - self.cost) / self.scale):log_normal_cdf()
 end
@@ -177,7 +194,8 @@ function M.discrete(args)
     end
   end
   local packed = core.discrete(lh, lm, cost, scale)
-  return setmetatable({ kind = "discrete", packed = packed, actions = lh:size(2), cost = cost, scale = scale }, Discrete)
+  return setmetatable({ kind = "discrete", packed = packed, actions = lh:size(2), cost = cost, scale = scale,
+                        check = args.check ~= false }, Discrete)
 end
 
 -- The Monte Carlo estimate of the Gaussian model (reparameterised, `samples` draws of
@@ -233,7 +251,7 @@ function M.gaussian(args)
   -- cost and scale as numbers or [B]-broadcastable tensors, for logq
   local function flat_param(v) return (type(v) == "number" or v:dim() == 1) and v or v:reshape { 1 } end
   local self = { kind = "gaussian", method = method, mu = mu, log_sd = log_sd, mental_mu = m, mental_log_sd = log_s,
-                 cost = flat_param(cost), scale = flat_param(scale), packed = packed }
+                 cost = flat_param(cost), scale = flat_param(scale), packed = packed, check = args.check ~= false }
   if method == "mc" then
     local n = args.samples or 1000
     if math.type(n) ~= "integer" or n < 1 then error(fname .. ": samples must be a positive integer", 2) end
@@ -269,7 +287,10 @@ function M.loss(args)
     error(("%s: variant must be \"paper\", \"joint\" or \"reference\", got %s"):format(fname, tostring(variant)), 2)
   end
   local lambda = args.lambda or 0.5
-  if type(lambda) ~= "number" then error(fname .. ": lambda must be a number", 2) end
+  if type(lambda) ~= "number" or not (lambda >= 0 and lambda <= 1) then
+    error(("%s: lambda must be a number in [0, 1], got %s"):format(fname, tostring(lambda)), 2)
+  end
+  local check = args.check ~= false
   local nu = args.nu
   if type(nu) == "table" and not T.is_tensor(nu) then nu = T.from(nu, model.logp:dtype()) end
   if not T.is_tensor(nu) then error(fname .. ": nu must be a tensor of 0/1 flags [B]", 2) end
@@ -280,8 +301,8 @@ function M.loss(args)
   local action = args.human_action
   if action == nil then error(fname .. ": argument human_action is missing", 2) end
   if type(action) == "table" and not T.is_tensor(action) then action = T.from(action, model.logp:dtype()) end
-  local log_pi = model:log_pi_at(action, nu)
-  local log_q = variant == "joint" and model:logq(action, nu) or nil
+  local log_pi = model:log_pi_at(action, nu, check)
+  local log_q = variant == "joint" and model:logq(action, nu, check) or nil
   local out = core.loss(variant, lambda, model.logp, model.log1mp, log_pi, log_q, nu)
   return { loss = out:select(1, 1), j1 = out:select(1, 2), j2 = out:select(1, 3), variant = variant }
 end

@@ -19,7 +19,6 @@ local T = require "mile.tensor"
 local nn = require "mile.nn"
 local optim = require "mile.optim"
 local ag = require "mile.autograd"
-local I = require "mile.intervention"
 local io_ = require "mile.io"
 local sys = require "mile.sys"
 local envs = require "mile.envs"
@@ -28,112 +27,200 @@ local config = require "mile.config"
 local policy = require "mile.policy"
 local tasks = require "mile.tasks"
 local human = require "mile.human"
-local baselines = require "mile.baselines"
+local methods = require "mile.methods"
+local models = require "mile.models"
 local report = require "mile.report"
 local schedules = require "mile.schedules"
 local temporal = require "mile.temporal"
+local registry = require "mile.registry"
+local plugins = require "mile.plugins"
+local rundir = require "mile.rundir"
 
 local M = {}
 
-local here = debug.getinfo(1, "S").source:match("^@(.*)/lua/mile/loop%.lua$")
+local function positive(v) return v >= 1, "must be >= 1" end
+local function non_negative(v) return v >= 0, "must be >= 0" end
 
--- learner.model / human.model: "probit" (built in) or a module mile.temporal can load
-local function temporal_name(v)
-  if v == "probit" then return true end
-  local ok, err = pcall(temporal.load, v)
-  return ok, not ok and tostring(err)
-end
+-- The keys that name a registered entry, and their registries. A value that is a file
+-- path (a "/" or ending in .lua) loads that file as a plugin and names what it registers.
+local SELECTORS = {
+  { key = "env", registry = tasks },
+  { key = "method", registry = methods },
+  { key = "learner.model", registry = models },
+  { key = "human.model", registry = models },
+  { key = "learner.memory", registry = temporal, none = true },
+  { key = "human.memory", registry = temporal, none = true },
+  { key = "learner.schedule", registry = schedules },
+}
 
---- The configuration keys of a run (`mile train --set key=value` sets any of them).
+--- The protocol's own configuration keys (`mile train --keys` lists them with the keys
+--- of the registered models, methods, schedules and memory models a config uses).
 M.schema = {
   name = { type = "string", default = "", doc = "run name (default: <env>-<method>)" },
-  env = { type = "string", default = "LunarLander-v3", doc = "task name (mile.tasks)",
-    check = function(v) return pcall(tasks.get, v), "unknown task" end },
-  -- checked when a config is resolved, so that methods registered later count
-  method = { type = "string", default = "mile", doc = "training method (mile.baselines)",
-    check = function(v) return pcall(baselines.get, v), "must be one of " .. table.concat(baselines.names(), ", ") end },
+  env = { type = "string", default = "LunarLander-v3", doc = "task (mile.tasks)" },
+  method = { type = "string", default = "mile", doc = "training method (mile.methods)" },
   seed = { type = "integer", default = 0 },
-  rounds = { type = "integer", default = 5, check = function(v) return v >= 1, "must be >= 1" end },
-  episodes_per_round = { type = "integer", default = 5, check = function(v) return v >= 1, "must be >= 1" end },
-  epochs = { type = "integer", default = 10, check = function(v) return v >= 0, "must be >= 0" end },
-  batch_size = { type = "integer", default = 256, check = function(v) return v >= 1, "must be >= 1" end },
+  rounds = { type = "integer", default = 5, check = positive },
+  episodes_per_round = { type = "integer", default = 5, check = positive },
+  epochs = { type = "integer", default = 10, check = non_negative },
+  batch_size = { type = "integer", default = 256, check = positive },
   lr = { type = "number", default = 1e-3, check = function(v) return v > 0, "must be > 0" end },
-  eval_episodes = { type = "integer", default = 20, check = function(v) return v >= 0, "must be >= 0" end },
+  eval_episodes = { type = "integer", default = 20, check = non_negative },
   max_episode_steps = { type = "integer", default = 1000 },
-  ["loss.variant"] = { type = "string", default = "paper", choices = { "paper", "joint", "reference" } },
-  ["loss.lambda"] = { type = "number", default = 0.5 },
   ["human.cost"] = { type = "number", default = nil, doc = "c_d (default: the task's, ENVS.md 3.2)" },
   ["human.scale"] = { type = "number", default = nil, doc = "sigma_d (default: the task's)" },
   ["learner.cost"] = { type = "number", default = nil, doc = "c of the learner's model (default: human.cost)" },
   ["learner.scale"] = { type = "number", default = nil, doc = "sigma of the learner's model (default: human.scale)" },
-  ["learner.schedule"] = { type = "string", default = "constant", doc = "cost schedule (scripts/schedules)",
-    check = function(v) local ok, err = pcall(schedules.load, v) return ok, not ok and tostring(err) end },
-  ["learner.mental"] = { type = "string", default = "learned", choices = { "learned", "frozen" },
-    doc = "mile: train the mental model (learned) or keep the warm start, the initial BC policy (frozen)" },
-  ["learner.model"] = { type = "string", default = "probit", check = temporal_name,
-    doc = "intervention model: probit (memoryless) or scripts/temporal/<name> (history, accumulator, gru)" },
-  ["human.model"] = { type = "string", default = "probit", check = temporal_name,
-    doc = "simulated human's memory (as learner.model)" },
+  ["learner.schedule"] = { type = "string", default = "constant", doc = "cost schedule (mile.schedules)" },
+  ["learner.model"] = { type = "string", default = "probit", doc = "the learner's intervention model (mile.models)" },
+  ["human.model"] = { type = "string", default = "probit", doc = "the simulated human's intervention model (mile.models)" },
+  ["learner.memory"] = { type = "string", default = "none",
+    doc = "the learner's memory model (mile.temporal: history, accumulator, gru) or none" },
+  ["human.memory"] = { type = "string", default = "none", doc = "the simulated human's memory model, or none" },
   ["human.mental"] = { type = "string", default = "initial", choices = { "initial", "lag", "noisy" },
     doc = "human's mental model: the initial policy, the robot lagged by human.lag rounds, or noisy" },
-  ["human.lag"] = { type = "integer", default = 1, check = function(v) return v >= 0, "must be >= 0" end,
+  ["human.lag"] = { type = "integer", default = 1, check = non_negative,
     doc = "human.mental=lag: pihat is the policy that acted human.lag rounds ago (0: the current one)" },
   ["human.noise"] = { type = "number", default = 0.5, check = function(v) return v >= 0, "must be >= 0" end,
     doc = "human.mental=noisy: sd of N(0, sd^2) noise on pihat's logits (mean, continuous) at each step" },
-  ["human.gamma"] = { type = "number", default = 0.8, check = function(v) return v >= 0 and v < 1, "must be in [0, 1)" end,
-    doc = "human.model=accumulator: the leak" },
-  ["human.weights"] = { type = "list", default = { 0.5, 0.3, 0.2 },
-    doc = "human.model=history: weights of the robot's mistakes 1, 2, ... steps back" },
-  ["temporal.k"] = { type = "integer", default = 4, check = function(v) return v >= 1, "must be >= 1" end,
-    doc = "learner.model=history: window (steps, the current one included)" },
-  ["temporal.gamma"] = { type = "number", default = 0.5, check = function(v) return v > 0 and v < 1, "must be in (0, 1)" end,
-    doc = "learner.model=accumulator: initial leak" },
-  ["temporal.hidden"] = { type = "integer", default = 8, check = function(v) return v >= 1, "must be >= 1" end,
-    doc = "gru: hidden size" },
-  ["temporal.segment"] = { type = "integer", default = 16, check = function(v) return v >= 1, "must be >= 1" end,
-    doc = "temporal learners: loss steps per episode segment" },
-  ["temporal.context"] = { type = "integer", default = 16, check = function(v) return v >= 0, "must be >= 0" end,
-    doc = "temporal learners: history steps before each segment" },
-  ["temporal.lr"] = { type = "number", default = 1e-2, check = function(v) return v > 0, "must be > 0" end,
-    doc = "temporal learners: Adam step size of the memory's parameters" },
-  ["schedule.start"] = { type = "number", default = nil, doc = "schedules: first cost (default: the side's cost)" },
-  ["schedule.end"] = { type = "number", default = nil, doc = "linear/exponential: last cost (default 0)" },
-  ["schedule.rate"] = { type = "number", default = nil, doc = "exponential: decay per round; target (per step): step size" },
-  ["schedule.target"] = { type = "number", default = nil, doc = "target: the human's intervention rate to follow" },
-  ["schedule.gain"] = { type = "number", default = nil, doc = "adaptive, target: feedback gain" },
-  ["schedule.side"] = { type = "string", default = nil, choices = { "learner", "human", "both" },
-    doc = "whose cost a schedule sets (linear, exponential, target)" },
-  ["schedule.per_step"] = { type = "boolean", default = nil, doc = "target: adapt after every step (default) or per round" },
+  plugins = { type = "list", default = {}, doc = "Lua files or module names that register models, methods, ..." },
   out = { type = "string", default = "runs", doc = "parent directory of run directories" },
-  policy_dir = { type = "string", default = "", doc = "cached policies (default: scripts/data)" },
+  policy_dir = { type = "string", default = "", doc = "cached policies (default: <scripts dir>/data)" },
   progress = { type = "boolean", default = true, doc = "print a line per round" },
 }
+registry.claim(M.schema, "the protocol (mile.loop)")
 
---- Resolve a user config (table, possibly nested) with --set overrides into a flat
---- table with every key, task defaults filled in.
-function M.resolve(user, overrides)
-  local cfg = config.resolve(M.schema, user, overrides)
+--- The keys `--resume DIR --set key=value` may change (a finished run is extended by
+--- more rounds); any other key is refused.
+M.resumable = { rounds = true, progress = true }
+
+-- The directory of the cached policies: the host's scripts directory (build tree and
+-- installation alike) + /data.
+local function default_policy_dir()
+  local ok, host = pcall(require, "mile.host")
+  if ok and type(host) == "table" and host.scripts_dir then return host.scripts_dir .. "/data" end
+  error("loop: set policy_dir (no mile host to tell where the cached policies are)", 0)
+end
+
+-- Load the plugins a config names (files relative to the working directory unless
+-- absolute) and return their specs as recorded (absolute paths, module names).
+local function load_plugins(list)
+  local specs = {}
+  for _, spec in ipairs(list or {}) do
+    if type(spec) ~= "string" then error(("config: 'plugins' holds a %s, expected file paths or module names"):format(
+      type(spec)), 0) end
+    specs[#specs + 1] = plugins.load(spec).spec
+  end
+  return specs
+end
+
+-- A selector value that is a file path: load it and name the entry of the registry it
+-- registered.
+local function select_file(sel, value, specs)
+  local rec = plugins.load(value)
+  specs[#specs + 1] = rec.spec
+  local found
+  for _, e in ipairs(sel.registry.entries()) do
+    if e.source == rec.path then
+      if found then error(("config: '%s' = %s: the file registers several %ss (%s, %s); name one"):format(sel.key,
+        value, sel.registry.kind, found.name, e.name), 0) end
+      found = e
+    end
+  end
+  if not found then error(("config: '%s' = %s: the file registers no %s"):format(sel.key, value,
+    sel.registry.kind), 0) end
+  return found.name
+end
+
+local function override_map(overrides)
+  local map, order = {}, {}
+  for _, item in ipairs(overrides or {}) do
+    local key, text = tostring(item):match("^([%w_.]+)=(.*)$")
+    if not key then error(("config: --set %s: expected key=value"):format(tostring(item)), 0) end
+    if map[key] == nil then order[#order + 1] = key end
+    map[key] = text
+  end
+  return map, order
+end
+
+--- schema_for(selection) -> the schema of a config that selects these entries: the
+--- protocol's keys and the keys of its method, models, memory models and schedule.
+function M.schema_for(sel)
+  local schema = {}
+  for k, v in pairs(M.schema) do schema[k] = v end
+  local function add(e) for k, v in pairs(e.schema or {}) do schema[k] = v end end
+  for _, s in ipairs(SELECTORS) do
+    local name = sel[s.key]
+    if not (s.none and name == "none") then add(s.registry.get(name)) end
+  end
+  if sel["learner.memory"] ~= "none" then add { schema = temporal.schema } end
+  return schema
+end
+
+--- resolve(user [, overrides [, extra_plugins]]) -> a flat table with every key of the
+--- config's schema, task defaults filled in. user: a config table (possibly nested);
+--- overrides: "key=value" strings (--set), applied before anything is validated;
+--- extra_plugins: specs (--plugin) loaded with the config's own `plugins`.
+function M.resolve(user, overrides, extra_plugins)
+  local flat = config.flatten(user or {}, "")
+  local over, over_order = override_map(overrides)
+  -- plugins first: they register what the other keys name
+  local list = {}
+  for _, p in ipairs(type(flat.plugins) == "table" and flat.plugins or {}) do list[#list + 1] = p end
+  if over.plugins then for p in over.plugins:gmatch("[^,]+") do list[#list + 1] = p end end
+  for _, p in ipairs(extra_plugins or {}) do list[#list + 1] = p end
+  local specs = load_plugins(list)
+  -- what the config selects, --set first
+  local sel = {}
+  for _, s in ipairs(SELECTORS) do
+    local v = over[s.key]
+    if v == nil then v = flat[s.key] end
+    if v == nil then v = M.schema[s.key].default end
+    if type(v) ~= "string" then error(("config: '%s' must be a string, got %s"):format(s.key, type(v)), 0) end
+    if not (s.none and v == "none") and not s.registry.find(v) and plugins.is_file_spec(v) then
+      v = select_file(s, v, specs)
+    end
+    if not (s.none and v == "none") and not s.registry.find(v) then
+      local known = s.registry.names()
+      if s.none then table.insert(known, 1, "none") end
+      local hint = ""
+      if s.registry == models and temporal.find(v) then -- the keys of mile < 0.2
+        hint = (" (%s is a memory model: set %s)"):format(v, s.key:gsub("model$", "memory"))
+      end
+      error(("config: '%s' = %s: unknown %s (known: %s)%s%s"):format(s.key, v, s.registry.kind,
+        table.concat(known, ", "), over[s.key] and " (from --set)" or "", hint), 0)
+    end
+    sel[s.key] = v
+    if over[s.key] ~= nil then over[s.key] = v else flat[s.key] = v end
+  end
+  local unique, seen = {}, {}
+  for _, p in ipairs(specs) do if not seen[p] then seen[p], unique[#unique + 1] = true, p end end
+  flat.plugins, over.plugins = unique, nil
+  local schema = M.schema_for(sel)
+  local sets = {}
+  for _, k in ipairs(over_order) do if over[k] ~= nil then sets[#sets + 1] = k .. "=" .. over[k] end end
+  local cfg = config.resolve(schema, flat, sets, { explain = function(key)
+    local owner = registry.owner(key)
+    return owner and ("it belongs to %s, which this config does not use"):format(owner) or nil
+  end })
   local task = tasks.get(cfg.env)
   cfg["human.cost"] = cfg["human.cost"] or task.human_cost
   cfg["human.scale"] = cfg["human.scale"] or task.human_scale
   cfg["learner.cost"] = cfg["learner.cost"] or cfg["human.cost"]
   cfg["learner.scale"] = cfg["learner.scale"] or cfg["human.scale"]
   if cfg.name == "" then cfg.name = cfg.env .. "-" .. cfg.method end
-  if cfg.policy_dir == "" then cfg.policy_dir = (here or ".") .. "/scripts/data" end
   return cfg
 end
 
 -- ---- files ---------------------------------------------------------------------------------
 
-local function write(path, text)
-  local ok, err = sys.write_atomic(path, text)
-  if not ok then error("loop: " .. err, 0) end
-end
+local function fail(err) error("loop: " .. tostring(err), 0) end
 
-local function read_lua(path)
-  local chunk, err = loadfile(path, "t", { math = { huge = math.huge } })
-  if not chunk then error("loop: " .. err, 0) end
-  return chunk()
+--- policy_file(cfg, name) -> the path of a cached policy file of the run's task
+--- (initial, expert, demos), under policy_dir or the host's data directory.
+function M.policy_file(cfg, name)
+  local dir = cfg.policy_dir ~= "" and cfg.policy_dir or default_policy_dir()
+  return ("%s/%s/%s.safetensors"):format(dir, cfg.env, name)
 end
 
 -- Optimiser state as safetensors: tensors by position, the rest as JSON metadata.
@@ -147,12 +234,12 @@ local function save_optimizer(path, opt)
     end
   end
   local ok, err = io_.save_safetensors(path, tensors, { ["mile.optimizer"] = io_.json_encode(plain) })
-  if not ok then error("loop: " .. err, 0) end
+  if not ok then fail(err) end
 end
 
 local function load_optimizer(path, opt)
   local tensors, meta = io_.load_safetensors(path)
-  if not tensors then error("loop: " .. meta, 0) end
+  if not tensors then fail(meta) end
   local sd = io_.json_decode(meta["mile.optimizer"])
   for i, s in ipairs(sd.state) do
     for name, t in pairs(tensors) do
@@ -183,12 +270,12 @@ local function eval_seed(cfg, i) return 5000000 + cfg.seed * 100000 + i end
 -- memory of human.model.
 local function make_human(run)
   local task, cfg = run.task, run.cfg
-  local mental = nn.load(cfg.policy_dir .. "/" .. cfg.env .. "/initial.safetensors")
+  local mental = nn.load(M.policy_file(cfg, "initial"))
   mental:eval()
   run.human_mental = mental -- human.mental = "lag" loads lagged policies into it
   local expert
   if task.discrete then
-    local net = nn.load(cfg.policy_dir .. "/" .. cfg.env .. "/expert.safetensors")
+    local net = nn.load(M.policy_file(cfg, "expert"))
     expert = function(obs) return policy.params(net, obs) end
   else
     -- a Gaussian around the scripted controller's action
@@ -209,10 +296,12 @@ local function make_human(run)
       return m
     end
   end
+  local ctx = { role = "human", cfg = cfg, task = task }
   local memory
-  if cfg["human.model"] ~= "probit" then memory = temporal.new(cfg["human.model"], { role = "human", cfg = cfg, task = task }) end
+  if cfg["human.memory"] ~= "none" then memory = temporal.new(cfg["human.memory"], ctx) end
   return human.Simulated { expert = expert, mental = believe, memory = memory,
-    cost = cfg["human.cost"], scale = cfg["human.scale"], discrete = task.discrete, generator = run.gens.human }
+    model = models.get(cfg["human.model"]).build(ctx), cost = cfg["human.cost"], scale = cfg["human.scale"],
+    discrete = task.discrete, generator = run.gens.human }
 end
 
 local function new_dataset(task)
@@ -225,29 +314,31 @@ end
 function M.new_run(cfg)
   local run = setmetatable({ cfg = cfg, task = tasks.get(cfg.env), round = 0, episodes = 0, metrics = {},
     tty = sys.isatty(1) }, Run)
-  local dir = cfg.policy_dir .. "/" .. cfg.env
-  if sys.stat(dir .. "/initial.safetensors") ~= "file" then
-    error(("loop: no cached policies in %s; run `mile scripts/make_policies.lua %s`"):format(dir, cfg.env), 0)
+  local initial = M.policy_file(cfg, "initial")
+  if sys.stat(initial) ~= "file" then
+    fail(("no cached policies %s; run `mile scripts/make_policies.lua %s`"):format(initial, cfg.env))
   end
   run.env = tasks.make_env(cfg.env)
   run.eval_env = tasks.make_env(cfg.env)
   run.gens = generators(cfg.seed)
-  run.policy = nn.load(dir .. "/initial.safetensors")
-  run.mental = nn.load(dir .. "/initial.safetensors") -- the learner's warm-start mental model
+  run.policy = nn.load(initial)
+  run.mental = nn.load(initial) -- the learner's warm-start mental model
   run.opt_policy = optim.Adam(run.policy:parameters(), { lr = cfg.lr })
   run.opt_mental = optim.Adam(run.mental:parameters(), { lr = cfg.lr })
   run.human = make_human(run)
   run.schedule = schedules.new(cfg["learner.schedule"], cfg, run)
-  if cfg["learner.model"] ~= "probit" then -- a temporal learner: memory parameters train with the policy
-    run.temporal = temporal.new(cfg["learner.model"], { role = "learner", cfg = cfg, task = run.task })
+  local ctx = { role = "learner", cfg = cfg, task = run.task }
+  run.intervention = models.get(cfg["learner.model"]).build(ctx)
+  if cfg["learner.memory"] ~= "none" then -- memory parameters train with the policy
+    run.temporal = temporal.new(cfg["learner.memory"], ctx)
     if #run.temporal:parameters() > 0 then
       run.opt_temporal = optim.Adam(run.temporal:parameters(), { lr = cfg["temporal.lr"] })
     end
   end
   run.dataset = new_dataset(run.task)
-  local demos = assert(io_.load_safetensors(dir .. "/demos.safetensors"))
-  run.demos = { obs = demos.obs, actions = run.task.discrete and demos.actions or demos.actions }
-  run.method = baselines.get(cfg.method)
+  local demos = assert(io_.load_safetensors(M.policy_file(cfg, "demos")))
+  run.demos = { obs = demos.obs, actions = demos.actions }
+  run.method = methods.get(cfg.method)
   return run
 end
 
@@ -307,7 +398,7 @@ function Run:predicted_rate(first, last)
     local idx = {}
     for i = first, last do idx[#idx + 1] = i end
     local obs = self.dataset:column("obs"):index_select(1, idx)
-    return self.method.intervention_model(self, obs, idx).logp:exp():mean():item()
+    return methods.learner_model(self, obs, idx).logp:exp():mean():item()
   end)
 end
 
@@ -344,11 +435,11 @@ function Run:lag_mental(round)
   local k = round - 1 - self.cfg["human.lag"]
   local sd
   if k <= 0 then
-    sd = nn.load(self.cfg.policy_dir .. "/" .. self.cfg.env .. "/initial.safetensors"):state_dict()
+    sd = nn.load(M.policy_file(self.cfg, "initial")):state_dict()
   else
     self.policy_snapshots = self.policy_snapshots or {}
     sd = self.policy_snapshots[k]
-    if not sd then sd = nn.load(("%s/checkpoints/round_%03d/policy.safetensors"):format(self.dir, k)):state_dict() end
+    if not sd then sd = nn.load(self.rundir:checkpoint(k) .. "/policy.safetensors"):state_dict() end
   end
   self.human_mental:load_state_dict(sd)
 end
@@ -387,8 +478,9 @@ function Run:do_round(round)
   schedule:update(stats)
   self.learner_cost = schedule:learner_cost(round, stats)
   self.last_stats = stats
-  self:status("training (%s, %d steps)", self.cfg.method, baselines.budget(self))
-  local train = self.method.train(self, round)
+  local ctx = methods.context(self, round)
+  self:status("training (%s, %d steps)", self.cfg.method, ctx.steps)
+  local train = self.method.train(ctx)
   if self.cfg["human.mental"] == "lag" then
     self.policy_snapshots = self.policy_snapshots or {}
     local sd = {}
@@ -432,11 +524,11 @@ function Run:metrics_csv()
 end
 
 --- Commit the completed round: checkpoints, dataset, metrics, then state.lua last
---- (the commit point read by resume).
+--- (the commit point read by resume: it records how many dataset rows the round
+--- committed, and its checkpoint directory relative to the run directory).
 function Run:commit()
-  local dir, r = self.dir, self.round
-  local ck = ("%s/checkpoints/round_%03d"):format(dir, r)
-  assert(sys.mkdir(ck))
+  local d, r = self.rundir, self.round
+  local ck = d:checkpoint(r, true)
   nn.save(ck .. "/policy.safetensors", self.policy)
   save_optimizer(ck .. "/optim_policy.safetensors", self.opt_policy)
   if self.method.uses_mental then
@@ -447,29 +539,55 @@ function Run:commit()
     nn.save(ck .. "/temporal.safetensors", self.temporal)
     if self.opt_temporal then save_optimizer(ck .. "/optim_temporal.safetensors", self.opt_temporal) end
   end
-  local ok, err = self.dataset:save(dir .. "/dataset.csv")
-  if not ok then error("loop: " .. err, 0) end
-  write(dir .. "/metrics.csv", self:metrics_csv())
+  local ok, err = self.dataset:save(d:path("dataset.csv"))
+  if not ok then fail(err) end
+  d:write("metrics.csv", self:metrics_csv())
   local gens = {}
   for k, g in pairs(self.gens) do gens[k] = g:state():gsub(".", function(ch) return ("%02x"):format(ch:byte()) end) end
-  write(dir .. "/state.lua", "return " .. config.serialize { round = r, episodes = self.episodes,
-    generators = gens, metrics = self.metrics, initial = self.initial, checkpoint = ck,
-    schedule = self.schedule and self.schedule:state() or nil } .. "\n")
+  d:commit { round = r, episodes = self.episodes, rows = self.dataset:size(), generators = gens,
+    metrics = self.metrics, initial = self.initial, checkpoint = d.checkpoint_name(r),
+    schedule = self.schedule and self.schedule:state() or nil }
 end
 
 local function unhex(s) return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)) end
 
---- Continue a run from its directory (the last committed round).
-function M.resume(dir)
-  if sys.stat(dir .. "/config.lua") ~= "file" then error("loop: " .. dir .. " is not a run directory (no config.lua)", 0) end
-  local cfg = M.resolve(config.load_file(dir .. "/config.lua"))
+-- --set on resume: only the keys of M.resumable, checked against the run's schema.
+local function resume_overrides(cfg, overrides)
+  local changed = false
+  for _, item in ipairs(overrides or {}) do
+    local key, text = tostring(item):match("^([%w_.]+)=(.*)$")
+    if not key then fail(("--set %s: expected key=value"):format(tostring(item))) end
+    if not M.resumable[key] then
+      local may = {}
+      for k in pairs(M.resumable) do may[#may + 1] = k end
+      table.sort(may)
+      fail(("--resume: '%s' cannot change on resume (may change: %s)"):format(key, table.concat(may, ", ")))
+    end
+    local checked = config.resolve(M.schema_for(cfg), {}, { key .. "=" .. text })
+    cfg[key], changed = checked[key], true
+  end
+  return changed
+end
+
+--- open(dir [, {overrides=, warn=}]) -> the Run of a run directory at its last committed
+--- round (its plugins loaded from the directory's copies): what --resume continues,
+--- mile eval evaluates and mile.open inspects. overrides: --set items of M.resumable.
+function M.open(dir, opts)
+  opts = opts or {}
+  local d = rundir.open(dir)
+  d:load_plugins(opts.warn)
+  local cfg = M.resolve(d:config())
+  if resume_overrides(cfg, opts.overrides) then d:write_config(cfg) end
+  local st = d:state()
+  if st and cfg.rounds < st.round then
+    fail(("--set rounds=%d: the run has already committed %d rounds"):format(cfg.rounds, st.round))
+  end
   local run = M.new_run(cfg)
-  run.dir = dir
-  if sys.stat(dir .. "/state.lua") ~= "file" then return run end -- killed before round 1 committed
-  local st = read_lua(dir .. "/state.lua")
+  run.rundir, run.dir = d, d.dir
+  if not st then return run end -- killed before round 1 committed
   run.round, run.episodes, run.metrics, run.initial = st.round, st.episodes, st.metrics, st.initial
   for k, hex in pairs(st.generators) do run.gens[k]:set_state(unhex(hex)) end
-  local ck = st.checkpoint
+  local ck = d:path(st.checkpoint)
   run.policy:load_state_dict(nn.load(ck .. "/policy.safetensors"):state_dict())
   load_optimizer(ck .. "/optim_policy.safetensors", run.opt_policy)
   if run.method.uses_mental then
@@ -481,11 +599,19 @@ function M.resume(dir)
     if run.opt_temporal then load_optimizer(ck .. "/optim_temporal.safetensors", run.opt_temporal) end
   end
   if st.schedule then run.schedule:load(st.schedule) end
-  local ds, err = data.load(dir .. "/dataset.csv", run.task.discrete and { n_actions = run.task.n_actions } or nil)
-  if not ds then error("loop: " .. err, 0) end
+  local ds, err = data.load(d:path("dataset.csv"), run.task.discrete and { n_actions = run.task.n_actions } or nil)
+  if not ds then fail(err) end
+  if ds:size() > st.rows then -- written by a round that was killed before it committed
+    local keep = {}
+    for i = 1, st.rows do keep[i] = i end
+    ds = ds:subset(keep)
+  end
   run.dataset = ds
   return run
 end
+
+--- resume(dir [, overrides]) -> the Run, ready to continue (M.open).
+function M.resume(dir, overrides) return M.open(dir, { overrides = overrides }) end
 
 local function progress_line(run, row)
   return ("[%s] round %d/%d  success %.2f  return %7.1f  interventions %d (total %d, rate %.3f, predicted %s)  %.1fs")
@@ -494,20 +620,23 @@ local function progress_line(run, row)
         and ("%.3f"):format(row.predicted_rate) or "-", row.seconds)
 end
 
---- run(user_config [, {overrides=, resume=dir, dir=, human=}]) -> the Run (metrics in run.metrics).
+--- run(user_config [, {overrides=, plugins=, resume=dir, dir=, human=}]) -> the Run
+--- (metrics in run.metrics). plugins: specs to load (--plugin) besides the config's own;
+--- overrides on resume: only the keys of M.resumable (e.g. rounds=N extends a run).
 --- human(run) -> an object with decide(obs, robot_action) -> nu, action, {p = p} (and
 --- optionally reset()) replaces the simulated human (give it again on resume).
 function M.run(user, opts)
   opts = opts or {}
   local run
   if opts.resume then
-    run = M.resume(opts.resume)
+    for _, p in ipairs(opts.plugins or {}) do plugins.load(p) end
+    run = M.open(opts.resume, { overrides = opts.overrides })
   else
-    local cfg = M.resolve(user, opts.overrides)
+    local cfg = M.resolve(user, opts.overrides, opts.plugins)
     run = M.new_run(cfg)
-    run.dir = opts.dir or ("%s/%s-%s"):format(cfg.out, cfg.name, os.date("!%Y%m%d-%H%M%S"))
-    assert(sys.mkdir(run.dir))
-    write(run.dir .. "/config.lua", config.to_source(cfg))
+    local dir = opts.dir or ("%s/%s-%s"):format(cfg.out, cfg.name, os.date("!%Y%m%d-%H%M%S"))
+    run.rundir = rundir.create(dir, cfg, M.plugin_records(cfg))
+    run.dir = run.rundir.dir
   end
   if opts.human then run.human = opts.human(run) end -- a custom (simulated) human, docs/research.md
   if run.round == 0 then run.initial = run:evaluate(run.cfg.eval_episodes) end
@@ -518,6 +647,27 @@ function M.run(user, opts)
   end
   report.write(run)
   return run
+end
+
+--- plugin_records(cfg) -> the records of the plugins a run of cfg needs (cfg.plugins),
+--- warning about a selected entry registered by code the run does not record (a
+--- REPL or notebook cell: --resume and mile eval will need it registered again).
+function M.plugin_records(cfg)
+  local recs, paths = {}, {}
+  for _, spec in ipairs(cfg.plugins or {}) do
+    local rec = plugins.find(spec) or plugins.load(spec)
+    recs[#recs + 1], paths[rec.path or ""] = rec, true
+  end
+  for _, s in ipairs(SELECTORS) do
+    local name = cfg[s.key]
+    local e = not (s.none and name == "none") and s.registry.get(name)
+    if e and not e.builtin and not paths[e.source] then
+      io.stderr:write(("mile: warning: %s %q comes from %s, which is not among the run's plugins; name it in "
+        .. "`plugins` or with --plugin so that --resume and mile eval can load it\n"):format(s.registry.kind, name,
+        e.source))
+    end
+  end
+  return recs
 end
 
 return M

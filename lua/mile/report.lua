@@ -50,9 +50,10 @@ function M.write(run)
   end
   local text = {
     ("# Run %s"):format(cfg.name), "",
-    ("Task `%s`, method `%s`, seed %d, %d rounds x %d episodes, %d epochs, loss %s (lambda %g), human c=%g sigma=%g, learner c=%g sigma=%g.")
-      :format(cfg.env, cfg.method, cfg.seed, cfg.rounds, cfg.episodes_per_round, cfg.epochs, cfg["loss.variant"],
-        cfg["loss.lambda"], cfg["human.cost"], cfg["human.scale"], cfg["learner.cost"], cfg["learner.scale"]),
+    ("Task `%s`, method `%s`, seed %d, %d rounds x %d episodes, %d epochs%s, human c=%g sigma=%g, learner c=%g sigma=%g.")
+      :format(cfg.env, cfg.method, cfg.seed, cfg.rounds, cfg.episodes_per_round, cfg.epochs,
+        cfg["loss.variant"] and (", loss %s (lambda %g)"):format(cfg["loss.variant"], cfg["loss.lambda"]) or "",
+        cfg["human.cost"], cfg["human.scale"], cfg["learner.cost"], cfg["learner.scale"]),
     "",
     run.initial and ("Initial policy: success %.2f, return %.1f over %d evaluation episodes."):format(
       run.initial.success, run.initial["return"], cfg.eval_episodes) or "",

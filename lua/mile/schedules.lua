@@ -1,12 +1,14 @@
---- mile.schedules: intervention-cost schedules, loaded by name (config key `learner.schedule`).
+--- mile.schedules: intervention-cost schedules, registered by name (config key
+--- `learner.schedule`; built-ins: mile.schedules.constant, linear, exponential,
+--- adaptive, target).
 --
 --   local schedules = require "mile.schedules"
---   local s = schedules.new("linear", cfg, run)     -- scripts/schedules/linear.lua
+--   local s = schedules.new("linear", cfg, run)
 --   run.learner_cost = s:learner_cost(round, stats) -- number | [N] tensor | function
 --
--- A schedule is a Lua module (a file returning a table) with any of these functions;
--- the ones it leaves out get the defaults in brackets (docs/research.md has a worked
--- example):
+-- A schedule registers a table with name, doc, schema (the config keys it reads; the
+-- shared ones are in schedules.keys) and any of these functions; the ones it leaves
+-- out get the defaults in brackets (docs/extending.md has a worked example):
 --
 --   init(cfg, run) -> self              its state, a table [{}]
 --   cost(self, round, stats) -> c       the learner's cost for this round [cfg learner.cost]:
@@ -27,65 +29,23 @@
 -- without a mental model), p_mean (the simulated human's mean p), learner_cost and
 -- human_cost (means over the round), predicted_at(c) (the learner's predicted rate on
 -- the round's states with cost c) and run.
---
--- Names resolve to scripts/schedules/<name>.lua, else to a file path (anything with a
--- "/" or ending in ".lua"), else to a module path for require.
 local T = require "mile.tensor"
+local registry = require "mile.registry"
 
-local M = {}
+local M = registry.new { kind = "schedule", key = "learner.schedule",
+  builtins = { "mile.schedules.constant", "mile.schedules.linear", "mile.schedules.exponential",
+    "mile.schedules.adaptive", "mile.schedules.target" } }
 
-local root = debug.getinfo(1, "S").source:match("^@(.*)/lua/mile/schedules%.lua$") or "."
-M.dir = root .. "/scripts/schedules"
-
--- Load a module by name from dir/<name>.lua, a file path or a module path (cached).
-local function loader(kind, dir, cache)
-  return function(name)
-    if type(name) ~= "string" or name == "" then error(("%s: a name is needed, got %s"):format(kind, tostring(name)), 2) end
-    local hit = cache[name]
-    if hit then return hit end
-    local path
-    if name:find("/", 1, true) or name:match("%.lua$") then
-      path = name
-    elseif name:match("^[%w_%-]+$") then
-      local f = io.open(dir .. "/" .. name .. ".lua")
-      if f then f:close(); path = dir .. "/" .. name .. ".lua" end
-    end
-    local mod
-    if path then
-      local chunk, err = loadfile(path)
-      if not chunk then error(("%s: %s"):format(kind, err), 2) end
-      mod = chunk(name)
-    else
-      local ok, m = pcall(require, name)
-      if not ok then
-        error(("%s: no %s/%s.lua and no module %q (%s)"):format(kind, dir, name, name, tostring(m):match("^[^\n]*")), 2)
-      end
-      mod = m
-    end
-    if type(mod) ~= "table" then error(("%s: %s must return a table, got %s"):format(kind, name, type(mod)), 2) end
-    cache[name] = mod
-    return mod
-  end
-end
-M.loader = loader
-
---- load(name) -> the schedule module (a table of functions).
-M.load = loader("schedules", M.dir, {})
-
---- names() -> the schedules in scripts/schedules.
-function M.names()
-  local out = {}
-  local p = io.popen(('ls "%s" 2>/dev/null'):format(M.dir))
-  if p then
-    for f in p:lines() do
-      local n = f:match("^([%w_%-]+)%.lua$")
-      if n then out[#out + 1] = n end
-    end
-    p:close()
-  end
-  table.sort(out)
-  return out
-end
+--- Config keys shared by several schedules (declare them in a schedule's schema as
+--- `["schedule.start"] = schedules.keys.start`; a key is declared alike by all).
+M.keys = {
+  start = { type = "number", default = nil, doc = "schedules: first cost (default: the side's cost)" },
+  ["end"] = { type = "number", default = nil, doc = "linear/exponential: last cost (default 0)" },
+  rate = { type = "number", default = nil, doc = "exponential: decay per round; target (per step): step size" },
+  gain = { type = "number", default = nil, doc = "adaptive, target: feedback gain" },
+  side = { type = "string", default = nil, choices = { "learner", "human", "both" },
+    doc = "whose cost a schedule sets (linear, exponential, target)" },
+}
 
 -- plain values of a table (numbers, strings, booleans, nested plain tables), for state
 local function plain(t, depth)
@@ -108,7 +68,7 @@ Schedule.__index = Schedule
 --- human_cost(round, stats), update(stats), step(info), state(), load(t) and field
 --- `has_step`.
 function M.new(name, cfg, run)
-  local mod = M.load(name)
+  local mod = M.get(name)
   local self = mod.init and mod.init(cfg, run) or {}
   if type(self) ~= "table" then error(("schedules: %s.init must return a table"):format(name), 2) end
   return setmetatable({ name = name, mod = mod, self = self, cfg = cfg, has_step = mod.step ~= nil }, Schedule)

@@ -1,24 +1,29 @@
---- mile.temporal: intervention models with memory (MILE's open question 1), loaded by
---- name from scripts/temporal/ (config keys `learner.model`, `human.model`).
+--- mile.temporal: memory models, intervention models with memory (MILE's open
+--- question 1), registered by name (config keys `learner.memory`, `human.memory`).
 --
 -- The memoryless model of DESIGN.md section 1 decides at step t from s_t alone:
--- q_t(a) = Phi((Delta_t(a) - c) / sigma). A temporal model adds a memory term m_t that
+-- q_t(a) = Phi((Delta_t(a) - c) / sigma). A memory model adds a memory term m_t that
 -- depends only on the episode's earlier steps:
 --
 --     q_t(a) = Phi((Delta_t(a) + m_t - c) / sigma),   p_t = E_{a~pi_h} q_t(a),
 --
--- so it is the built-in probit kernel with the per-sample cost c - m_t: discrete and
--- Gaussian policies, the three loss variants and the exact gradients all carry over,
--- and gradients flow through m_t into the policy, the mental model and the memory's
--- own parameters. m_t is computed from per-step features of steps 1..t-1 of the same
--- episode (features()):
+-- so it is the run's intervention model (learner.model, human.model: probit or a
+-- plugin) with the per-sample cost c - m_t: discrete and Gaussian policies, the three
+-- loss variants and the exact gradients all carry over, and gradients flow through m_t
+-- into the policy, the mental model and the memory's own parameters. m_t is computed
+-- from per-step features of steps 1..t-1 of the same episode (features()):
 --
 --     dbar_j = E_{a~pi_h} Delta_j(a)                  the expected value gap at s_j
 --     gap_j  = E_{a~pi_h} ln pi_h(a) - ln pi_h(a^r_j)  how much worse the robot's action was
 --     nu_j                                             whether the human intervened
 --
--- A memory module (scripts/temporal/<name>.lua returns {new = function(opts) ... end})
--- is an nn module (its parameters train with the policy) with
+-- A memory model registers itself (docs/extending.md; the built-ins are
+-- mile.temporal.history, .accumulator, .gru):
+--
+--   temporal.register { name =, doc =, schema = {config keys it owns},
+--                       new = function(opts) -> memory }   -- opts: role ("learner" | "human"), cfg, task
+--
+-- and the memory is an nn module (its parameters train with the policy) with
 --
 --   memory(seq) -> m [S, T]      seq = {dbar=, gap=, nu=, valid= ([S, T] each), cost= (number
 --                                or [S, T])}; m[:, t] may use positions < t only; valid = 0
@@ -27,27 +32,31 @@
 --   shift(state) -> m_t          (a number)
 --   advance(state, f) -> state   f = {dbar=, gap=, nu=, cost=} of the step just taken
 --
--- and new{role = "learner" | "human", cfg = resolved config, task = mile.tasks entry}.
 -- Learners train through time on minibatches of episode segments: `temporal.segment`
 -- loss steps after `temporal.context` steps of history (both inside one episode).
 local T = require "mile.tensor"
-local I = require "mile.intervention"
 local policy = require "mile.policy"
 local schedules = require "mile.schedules"
 
-local M = {}
+local registry = require "mile.registry"
 
-local root = debug.getinfo(1, "S").source:match("^@(.*)/lua/mile/temporal%.lua$") or "."
-M.dir = root .. "/scripts/temporal"
+local M = registry.new { kind = "memory model", key = "learner.memory / human.memory",
+  builtins = { "mile.temporal.history", "mile.temporal.accumulator", "mile.temporal.gru" },
+  check = function(e) return type(e.new) == "function", "needs new(opts) -> memory" end,
+  -- the keys of every temporal learner, whatever its memory
+  schema = {
+    ["temporal.segment"] = { type = "integer", default = 16, check = function(v) return v >= 1, "must be >= 1" end,
+      doc = "temporal learners: loss steps per episode segment" },
+    ["temporal.context"] = { type = "integer", default = 16, check = function(v) return v >= 0, "must be >= 0" end,
+      doc = "temporal learners: history steps before each segment" },
+    ["temporal.lr"] = { type = "number", default = 1e-2, check = function(v) return v > 0, "must be > 0" end,
+      doc = "temporal learners: Adam step size of the memory's parameters" },
+  },
+}
 
---- load(name) -> the module of scripts/temporal/<name>.lua (or a file / module path).
-M.load = schedules.loader("temporal", M.dir, {})
-
---- new(name, opts) -> a memory module (opts: role, cfg, task).
+--- new(name, opts) -> a memory (opts: role, cfg, task).
 function M.new(name, opts)
-  local mod = M.load(name)
-  if type(mod.new) ~= "function" then error(("temporal: %s has no new(opts)"):format(name), 2) end
-  return mod.new(opts)
+  return M.get(name).new(opts)
 end
 
 --- features(ph, pm, robot_action) -> dbar [B], gap [B] from the parameters of pi_h (ph)
@@ -138,8 +147,15 @@ local function columns(run)
 end
 M.columns = columns
 
---- sequence_model(run, rows, valid, pick) -> the learner's intervention model (an
---- I.discrete / I.gaussian result) at the flat window positions `pick` (Lua list of
+-- policy parameters at the positions `pick`
+local function at_params(params, pick)
+  local out = {}
+  for k, t in pairs(params) do out[k] = t:index_select(1, pick) end
+  return out
+end
+
+--- sequence_model(run, rows, valid, pick) -> the learner's intervention model (the
+--- result of run.intervention, the learner's model of mile.models) at the flat window positions `pick` (Lua list of
 --- 1-based positions into rows), with memory from the whole windows.
 function M.sequence_model(run, rows, valid, pick)
   local cfg, cols = run.cfg, columns(run)
@@ -153,13 +169,8 @@ function M.sequence_model(run, rows, valid, pick)
   local m = run.temporal:memory { dbar = dbar:view { S, L }, gap = gap:view { S, L },
     nu = cols.nu:index_select(1, rows):view { S, L }, valid = valid, cost = cseq }
   local cost = (-m + cseq):view { -1 }:index_select(1, pick)
-  local function at(t) return t:index_select(1, pick) end
-  local scale = cfg["learner.scale"]
-  if ph.logits then
-    return I.discrete { policy_logits = at(ph.logits), mental_logits = at(pm.logits), cost = cost, scale = scale }
-  end
-  return I.gaussian { mu = at(ph.mu), log_sd = at(ph.log_sd), mental_mu = at(pm.mu), mental_log_sd = at(pm.log_sd),
-    cost = cost, scale = scale }
+  return run.intervention { policy = at_params(ph, pick), mental = at_params(pm, pick), cost = cost,
+    scale = cfg["learner.scale"] }
 end
 
 --- train_batch(run, gen, b) -> model, nu, human_action: a training minibatch of about

@@ -98,7 +98,7 @@ T.test("every method runs on the same protocol", function()
     for k, v in pairs(SHORT) do cfg[k] = v end
     cfg.method, cfg.rounds = method, 1
     local run = loop.run(cfg, { dir = tmp .. "/" .. method })
-    T.eq(run.metrics[1].train_steps, require("mile.baselines").budget(run), method)
+    T.eq(run.metrics[1].train_steps, require("mile.methods").budget(run), method)
   end
 end)
 
@@ -135,7 +135,7 @@ end)
 T.test("config errors name the key", function()
   T.raises(function() loop.resolve { rounds = "three" } end, "'rounds' must be integer, got string")
   T.raises(function() loop.resolve({}, { "loss.lamda=0.3" }) end, "unknown key 'loss.lamda'.*did you mean 'loss.lambda'")
-  T.raises(function() loop.resolve { method = "dagger" } end, "'method' = dagger: must be one of")
+  T.raises(function() loop.resolve { method = "dagger" } end, "'method' = dagger: unknown method %(known: bc, hg_dagger, iwr, mile%)")
   T.raises(function() loop.resolve { env = "CartPole-v1" } end, "'env'")
   local out = io.popen(MILE .. " train " .. LUNAR .. " --set foo=1 2>&1"):read("a")
   T.truthy(out:find("unknown key 'foo'", 1, true), out)

@@ -34,7 +34,7 @@ end
 
 -- ---- schedules ---------------------------------------------------------------------------------
 
-T.test("every schedule in scripts/schedules runs end to end", function()
+T.test("every registered schedule runs end to end", function()
   local names = schedules.names()
   for _, n in ipairs { "constant", "linear", "exponential", "adaptive", "target" } do
     T.truthy(table.concat(names, " "):find(n, 1, true), "missing schedule " .. n)
@@ -79,33 +79,39 @@ T.test("a per-sample cost reaches the kernel", function()
   local rows = { 1, 2, 3, n }
   local per_row = tensor.arange(n) * (4 / n) -- row i costs 4 (i - 1) / n
   r.learner_cost = per_row
-  local method = require("mile.baselines").get("mile")
+  local methods = require "mile.methods"
   local obs = r.dataset:column("obs"):index_select(1, rows)
-  local m = ag.no_grad(function() return method.intervention_model(r, obs, rows) end)
+  local m = ag.no_grad(function() return methods.learner_model(r, obs, rows) end)
   for k, row in ipairs(rows) do
     r.learner_cost = per_row[row]
-    local one = ag.no_grad(function() return method.intervention_model(r, obs:narrow(1, k, 1), { row }) end)
+    local one = ag.no_grad(function() return methods.learner_model(r, obs:narrow(1, k, 1), { row }) end)
     T.near(m.logp[k], one.logp[1], 1e-5, "row " .. row)
   end
   -- a function of (rows, obs) and its gradient
   local c = tensor.from({ 0.5, 1, 2, 3 }):requires_grad(true)
   r.learner_cost = function() return c end
-  local l = I.loss { model = method.intervention_model(r, obs, rows), nu = { 1, 0, 0, 1 },
+  local l = I.loss { model = methods.learner_model(r, obs, rows), nu = { 1, 0, 0, 1 },
     human_action = { 0, 0, 0, 1 } }
   l.loss:backward()
   T.truthy(c.grad and c.grad:abs():sum():item() > 0, "the loss reaches the per-sample costs")
 end)
 
-T.test("schedules load by name, file path or module, with clear errors", function()
-  T.raises(function() schedules.load("no_such_schedule") end, "no .*no_such_schedule")
+T.test("schedules load by name or from a plugin file, with clear errors", function()
+  T.raises(function() schedules.get("no_such_schedule") end, "unknown schedule \"no_such_schedule\"")
+  T.raises(function() loop.resolve(with { ["learner.schedule"] = "no_such" }) end,
+    "'learner.schedule' = no_such: unknown schedule .*constant, linear")
   local path = tmp .. "/halve.lua"
   local f = assert(io.open(path, "w"))
-  f:write("return { init = function(cfg) return { c = cfg['learner.cost'] } end,\n",
+  f:write("return require('mile.schedules').register { name = 'halve', doc = 'halves the cost each round',\n",
+    "  init = function(cfg) return { c = cfg['learner.cost'] } end,\n",
     "  cost = function(self, round) return self.c / 2 ^ (round - 1) end }\n")
   f:close()
   local r = run { ["learner.schedule"] = path }
   T.near(r.metrics[2].learner_cost, 1.5, 1e-12)
-  T.raises(function() loop.resolve(with { ["schedule.side"] = "robot" }) end, "'schedule.side' must be one of")
+  T.raises(function() loop.resolve(with { ["learner.schedule"] = "linear", ["schedule.side"] = "robot" }) end,
+    "'schedule.side' must be one of")
+  T.raises(function() loop.resolve(with { ["schedule.side"] = "both" }) end,
+    "key 'schedule.side': it belongs to schedule \"linear\".*which this config does not use")
 end)
 
 T.test("the target schedule drives the human's intervention rate to the target", function()
@@ -131,15 +137,14 @@ T.test("the target schedule drives the human's intervention rate to the target",
 end)
 
 T.test("a run with adaptive schedule and temporal learner resumes to the same metrics", function()
-  local set = { ["learner.schedule"] = "adaptive", ["learner.cost"] = 1, ["learner.model"] = "accumulator",
-    ["human.model"] = "accumulator", rounds = 3, epochs = 2 }
+  local set = { ["learner.schedule"] = "adaptive", ["learner.cost"] = 1, ["learner.memory"] = "accumulator",
+    ["human.memory"] = "accumulator", rounds = 3, epochs = 2 }
   local a = run(set)
   set.rounds = 2
   local b = run(set)
   local dir = ("%s/run%d"):format(tmp, n_dirs)
-  local cfg_text = assert(io.open(dir .. "/config.lua")):read("a"):gsub("rounds = 2,", "rounds = 3,")
-  assert(sys.write_atomic(dir .. "/config.lua", cfg_text))
-  local c = loop.run(nil, { resume = dir })
+  T.raises(function() loop.run(nil, { resume = dir, overrides = { "lr=0.1" } }) end, "'lr' cannot change on resume")
+  local c = loop.run(nil, { resume = dir, overrides = { "rounds=3" } }) -- a finished run, extended
   T.eq(#c.metrics, 3)
   for _, k in ipairs { "interventions", "predicted_rate", "learner_cost", "success", "loss" } do
     T.eq(c.metrics[3][k], a.metrics[3][k], k)
@@ -153,30 +158,30 @@ local KINDS = { "history", "accumulator", "gru" }
 
 T.test("every temporal model and its human run end to end", function()
   for _, kind in ipairs(KINDS) do
-    local r = run { ["learner.model"] = kind, ["human.model"] = kind }
+    local r = run { ["learner.memory"] = kind, ["human.memory"] = kind }
     T.eq(#r.metrics, 2, kind)
     T.truthy(r.metrics[2].predicted_rate >= 0 and r.metrics[2].predicted_rate <= 1, kind)
     T.eq(sys.stat(r.dir .. "/checkpoints/round_002/temporal.safetensors"), "file", kind)
   end
   -- memoryless learner on data of a human with memory, and the reverse
-  T.eq(#run({ ["human.model"] = "gru" }).metrics, 2)
-  T.eq(#run({ ["learner.model"] = "history" }).metrics, 2)
+  T.eq(#run({ ["human.memory"] = "gru" }).metrics, 2)
+  T.eq(#run({ ["learner.memory"] = "history" }).metrics, 2)
   -- a continuous task: Gaussian features, per-sample costs through the Gaussian kernel
   local g = run { env = "drawer-open-v3", rounds = 1, max_episode_steps = 40, eval_episodes = 1,
-    ["learner.model"] = "accumulator", ["human.model"] = "history", ["learner.schedule"] = "target",
+    ["learner.memory"] = "accumulator", ["human.memory"] = "history", ["learner.schedule"] = "target",
     ["schedule.target"] = 0.2, ["schedule.side"] = "both" }
   T.eq(g.metrics[1].steps, 40)
   T.truthy(g.metrics[1].predicted_rate >= 0 and g.metrics[1].predicted_rate <= 1)
 end)
 
 T.test("the online memory (simulated human) equals the batch memory (learner)", function()
-  local cfg = loop.resolve {}
   local gen = tensor.Generator(3)
   local S, L = 3, 30
   local dbar, gap = tensor.randn({ S, L }, gen) * 3 + 2, tensor.randn({ S, L }, gen) * 2
   local nu, valid = tensor.rand({ S, L }, gen):lt(0.3), tensor.ones { S, L }
   for p = 1, 7 do valid[2][p] = 0 end -- window 2 starts with padding
   for _, kind in ipairs(KINDS) do
+    local cfg = loop.resolve { ["learner.memory"] = kind, ["human.memory"] = kind }
     for _, role in ipairs { "human", "learner" } do
       local mod = temporal.new(kind, { role = role, cfg = cfg })
       ag.no_grad(function()
@@ -202,13 +207,13 @@ T.test("a temporal learner starts as the memoryless model", function()
   local n = base.dataset:size()
   local rows = {}
   for i = 1, n do rows[i] = i end
-  local method = require("mile.baselines").get("mile")
+  local methods = require "mile.methods"
   local obs = base.dataset:column("obs")
-  local p0 = ag.no_grad(function() return method.intervention_model(base, obs, rows).logp end)
+  local p0 = ag.no_grad(function() return methods.learner_model(base, obs, rows).logp end)
   for _, kind in ipairs(KINDS) do
-    local r = loop.new_run(loop.resolve(with { rounds = 1, ["learner.model"] = kind }))
+    local r = loop.new_run(loop.resolve(with { rounds = 1, ["learner.memory"] = kind }))
     r:collect(1)
-    local p = ag.no_grad(function() return method.intervention_model(r, obs, rows).logp end)
+    local p = ag.no_grad(function() return methods.learner_model(r, obs, rows).logp end)
     T.near(p:totable(), p0:totable(), 1e-5, kind)
   end
 end)

@@ -8,10 +8,11 @@
 -- Written with mile tensor ops and nn.Linear (PyTorch's GRU cell equations); trained
 -- through time over episode segments. Hidden size `temporal.hidden` (default 8); the
 -- learner's read-out starts at 0 (the memoryless model). The simulated human
--- (human.model = "gru") is a fixed random GRU (seed 2024) with read-out weights x 4.
+-- (human.memory = "gru") is a fixed random GRU (seed 2024) with read-out weights x 4.
 local T = require "mile.tensor"
 local nn = require "mile.nn"
 local ag = require "mile.autograd"
+local temporal = require "mile.temporal"
 
 local GRU = nn.class("TemporalGRU")
 
@@ -79,8 +80,13 @@ function GRU:advance(st, f)
   return st
 end
 
-return {
-  description = "GRU over (dbar, gap, nu) with a linear read-out",
+return temporal.register {
+  name = "gru",
+  doc = "GRU over (dbar, gap, nu) with a linear read-out",
+  schema = {
+    ["temporal.hidden"] = { type = "integer", default = 8, check = function(v) return v >= 1, "must be >= 1" end,
+      doc = "learner.memory=gru, human.memory=gru: hidden size" },
+  },
   GRU = GRU,
   new = function(opts)
     local cfg = opts.cfg

@@ -57,4 +57,12 @@ function S.update(self, stats)
   self.c = math.max(0, self.c + self.gain * self.sigma * (schedules.probit(observed) - schedules.probit(self.target)))
 end
 
-return S
+S.name = "target"
+S.doc = "the simulated human's cost adapts so that its intervention rate follows schedule.target"
+S.schema = { ["schedule.start"] = schedules.keys.start, ["schedule.gain"] = schedules.keys.gain,
+    ["schedule.rate"] = schedules.keys.rate, ["schedule.side"] = schedules.keys.side,
+    ["schedule.target"] = { type = "number", default = nil, doc = "target: the human's intervention rate to follow" },
+    ["schedule.per_step"] = { type = "boolean", default = nil,
+      doc = "target: adapt after every step (default) or per round" } }
+
+return schedules.register(S)

@@ -39,4 +39,8 @@ function S.human_cost(self, round)
   if self.side ~= "learner" then return S.at(self, round) end
 end
 
-return S
+S.name = "linear"
+S.doc = "the cost moves linearly from schedule.start (round 1) to schedule.end (the last round)"
+S.schema = { ["schedule.start"] = schedules.keys.start, ["schedule.end"] = schedules.keys["end"], ["schedule.side"] = schedules.keys.side }
+
+return schedules.register(S)

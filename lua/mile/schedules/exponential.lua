@@ -36,4 +36,9 @@ function S.human_cost(self, round)
   if self.side ~= "learner" then return S.at(self, round) end
 end
 
-return S
+S.name = "exponential"
+S.doc = "the cost decays from schedule.start towards schedule.end by exp(-schedule.rate) per round"
+S.schema = { ["schedule.start"] = schedules.keys.start, ["schedule.end"] = schedules.keys["end"], ["schedule.side"] = schedules.keys.side,
+    ["schedule.rate"] = schedules.keys.rate }
+
+return schedules.register(S)

@@ -33,4 +33,8 @@ function S.update(self, stats)
     solved = target, c = self.c }
 end
 
-return S
+S.name = "adaptive"
+S.doc = "the learner's cost follows the cost at which its predicted rate matches the observed one"
+S.schema = { ["schedule.start"] = schedules.keys.start, ["schedule.gain"] = schedules.keys.gain }
+
+return schedules.register(S)

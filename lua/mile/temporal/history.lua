@@ -9,10 +9,11 @@
 -- The learner's w, u start at 0 (the memoryless model) and train with the policy;
 -- window k = `temporal.k` (default 4).
 --
--- The simulated human (human.model = "history") remembers the robot's recent
+-- The simulated human (human.memory = "history") remembers the robot's recent
 -- mistakes: u = `human.weights` (default {0.5, 0.3, 0.2}, so k = 4), w = 0.
 local T = require "mile.tensor"
 local nn = require "mile.nn"
+local temporal = require "mile.temporal"
 
 local History = nn.class("TemporalHistory")
 
@@ -74,8 +75,15 @@ function History:advance(st, f)
   return st
 end
 
-return {
-  description = "window of the last k steps: m_t = sum_j w_j dbar_{t-j} + u_j gap_{t-j}",
+return temporal.register {
+  name = "history",
+  doc = "window of the last k steps: m_t = sum_j w_j dbar_{t-j} + u_j gap_{t-j}",
+  schema = {
+    ["temporal.k"] = { type = "integer", default = 4, check = function(v) return v >= 1, "must be >= 1" end,
+      doc = "learner.memory=history: window (steps, the current one included)" },
+    ["human.weights"] = { type = "list", default = { 0.5, 0.3, 0.2 },
+      doc = "human.memory=history: weights of the robot's mistakes 1, 2, ... steps back" },
+  },
   History = History,
   new = function(opts)
     local cfg = opts.cfg

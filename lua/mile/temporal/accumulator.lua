@@ -9,13 +9,14 @@
 -- lower-triangular matrix G[j, t] = gamma^(t-j-1) (j < t), so training through time
 -- over episode segments is plain autograd.
 --
--- The simulated human (human.model = "accumulator") has gamma = `human.gamma` (default
+-- The simulated human (human.memory = "accumulator") has gamma = `human.gamma` (default
 -- 0.8). The learner's memory term is  m_t = w sum_{j<t} gamma^(t-j-1) (dbar_j - c_j)
 -- with w and gamma = sigmoid(theta) trained: the human's model when w = gamma, and the
 -- memoryless model when w = 0, where it starts (so on a memoryless human's data it
 -- stays near the memoryless model); gamma starts at `temporal.gamma` (default 0.5).
 local T = require "mile.tensor"
 local nn = require "mile.nn"
+local temporal = require "mile.temporal"
 
 local Accumulator = nn.class("TemporalAccumulator")
 
@@ -71,8 +72,15 @@ function Accumulator:advance(st, f)
   return st
 end
 
-return {
-  description = "leaky evidence accumulator: E_t = gamma E_{t-1} + Delta_t - c, p = Phi(E_t / sigma)",
+return temporal.register {
+  name = "accumulator",
+  doc = "leaky evidence accumulator: E_t = gamma E_{t-1} + Delta_t - c, p = Phi(E_t / sigma)",
+  schema = {
+    ["human.gamma"] = { type = "number", default = 0.8, check = function(v) return v >= 0 and v < 1, "must be in [0, 1)" end,
+      doc = "human.memory=accumulator: the leak" },
+    ["temporal.gamma"] = { type = "number", default = 0.5, check = function(v) return v > 0 and v < 1, "must be in (0, 1)" end,
+      doc = "learner.memory=accumulator: initial leak" },
+  },
   Accumulator = Accumulator,
   new = function(opts)
     local cfg = opts.cfg

@@ -3,6 +3,8 @@
 -- The smallest schedule there is; copy it to start a new one (docs/research.md). Every
 -- function is optional: a schedule without `cost` gives the learner `learner.cost`, one
 -- without `human_cost` leaves the simulated human's cost alone.
+local schedules = require "mile.schedules"
+
 local S = {}
 
 --- init(cfg, run) -> the schedule's state (`self` of the other functions).
@@ -16,4 +18,8 @@ function S.cost(self)
   return self.c
 end
 
-return S
+S.name = "constant"
+S.doc = "the learner's cost is learner.cost in every round (the default)"
+S.schema = {}
+
+return schedules.register(S)

@@ -1,0 +1,138 @@
+--- mile.methods: how each method trains on the same protocol and budget, registered by
+--- name (config key `method`; built-ins mile.methods.bc, hg_dagger, iwr, mile).
+--
+-- Every method gets the initial demonstrations and, each round, the same number of
+-- minibatch steps: epochs * ceil((demos + dataset rows) / batch_size). A method is
+--
+--   methods.register { name =, doc =, schema = {config keys it owns},
+--                      uses_mental = true | nil,   -- trains a mental model (checkpointed)
+--                      train = function(ctx) -> {steps =, loss =, j1 =, j2 =} }
+--
+-- and its train(ctx) sees the round through a narrow context (methods.context):
+--
+--   ctx.cfg          the resolved config (flat: ctx.cfg["loss.lambda"])
+--   ctx.round        the round being trained (1-based)
+--   ctx.steps        the round's step budget (the same for every method)
+--   ctx.batch_size   cfg.batch_size
+--   ctx.policy       the robot policy (mile.policy), trained
+--   ctx.mental       the learner's mental model pihat (same shape as the policy)
+--   ctx.memory       the learner's memory model (mile.temporal), or nil
+--   ctx.optimizers   {policy =, mental =, memory = (or nil)}: Adam over each
+--   ctx.dataset      the intervention data so far (mile.data: obs, robot_action,
+--                    human_action, nu, episode, t, ...)
+--   ctx.demos        the initial demonstrations {obs = [N, n], actions = [N] | [N, D]}
+--   ctx.generator    the training generator (every draw of a method comes from it)
+--
+--   ctx:draw([n | pool]) -> batch_size row indices, uniform with replacement over 1..n
+--                    (a number) or over a Lua list of rows
+--   ctx:step(loss [, {optimizers}])  zero the gradients, backward, step (default: the
+--                    policy's, the mental model's and the memory's optimisers)
+--   ctx:nll(obs, actions [, weights]) -> the policy's mean negative log-likelihood
+--   ctx:columns()  -> the dataset's columns as tensors, nil while it is empty
+--   ctx:learner_model(obs [, rows]) -> the learner's intervention model at obs (rows:
+--                    their dataset rows, for per-row costs and memory), differentiable
+--   ctx:memory_batch() -> model, nu, human_action: a minibatch of episode segments
+--                    trained through time (when ctx.memory)
+--   ctx:clone(sample) -> runs ctx.steps behaviour-cloning steps on sample(generator) ->
+--                    obs, actions; returns {steps, loss}
+local T = require "mile.tensor"
+local policy = require "mile.policy"
+local registry = require "mile.registry"
+local schedules = require "mile.schedules"
+local temporal = require "mile.temporal"
+
+local M = registry.new { kind = "method", key = "method",
+  builtins = { "mile.methods.bc", "mile.methods.hg_dagger", "mile.methods.iwr", "mile.methods.mile" },
+  check = function(e) return type(e.train) == "function", "needs train(ctx)" end }
+
+--- budget(run) -> the training steps of a round, the same for every method.
+function M.budget(run)
+  local n = run.demos.obs:size(1) + run.dataset:size()
+  return run.cfg.epochs * math.ceil(n / run.cfg.batch_size)
+end
+
+--- learner_model(run, obs [, rows]) -> the learner's intervention model at obs [B, n]:
+--- the run's intervention model (learner.model) with policy as pi_h, mental model as
+--- pihat, the learner's cost (run.learner_cost: a number, a tensor over dataset rows or
+--- a function, mile.schedules) at `rows` (a Lua list of dataset rows), and with the
+--- learner's memory (run.temporal) from each row's episode when rows are given.
+function M.learner_model(run, obs, rows)
+  local cfg = run.cfg
+  if run.temporal and rows then return temporal.rows_model(run, rows) end
+  local cost = schedules.cost_at(run.learner_cost or cfg["learner.cost"], rows, obs)
+  return run.intervention { policy = policy.params(run.policy, obs), mental = policy.params(run.mental, obs),
+    cost = cost, scale = cfg["learner.scale"] }
+end
+
+-- ---- the context of a round --------------------------------------------------------------
+
+local Context = {}
+Context.__index = Context
+M.Context = Context
+
+--- context(run, round) -> the ctx a method's train receives.
+function M.context(run, round)
+  return setmetatable({
+    cfg = run.cfg, round = round, steps = M.budget(run), batch_size = run.cfg.batch_size,
+    policy = run.policy, mental = run.mental, memory = run.temporal,
+    optimizers = { policy = run.opt_policy, mental = run.opt_mental, memory = run.opt_temporal },
+    dataset = run.dataset, demos = run.demos, generator = run.gens.train, _run = run,
+  }, Context)
+end
+
+function Context:draw(n)
+  local gen, b, idx = self.generator, self.batch_size, {}
+  if type(n) == "table" then
+    for i = 1, b do idx[i] = n[gen:integer(#n)] end
+  else
+    for i = 1, b do idx[i] = gen:integer(n) end
+  end
+  return idx
+end
+
+function Context:step(loss, opts)
+  local o = self.optimizers
+  opts = opts or { o.policy, o.mental, o.memory }
+  for _, opt in pairs(opts) do opt:zero_grad() end
+  loss:backward()
+  for _, opt in pairs(opts) do opt:step() end
+end
+
+function Context:nll(obs, actions, weights)
+  return policy.nll(self.policy, obs, actions, weights)
+end
+
+function Context:columns()
+  return self.dataset:size() > 0 and self.dataset:tensors() or nil
+end
+
+function Context:learner_model(obs, rows)
+  return M.learner_model(self._run, obs, rows)
+end
+
+function Context:memory_batch()
+  return temporal.train_batch(self._run, self.generator, self.batch_size)
+end
+
+function Context:clone(sample)
+  local last
+  for _ = 1, self.steps do
+    local obs, actions = sample(self.generator)
+    last = self:nll(obs, actions)
+    self:step(last, { self.optimizers.policy })
+  end
+  return { steps = self.steps, loss = last and last:item() }
+end
+
+--- labelled(ctx, rows_of) -> obs, labels: the demonstrations followed by the dataset
+--- rows that rows_of(nu) (a Lua list of the dataset's nu flags) selects, labelled with
+--- the human's action column (which holds the robot's action where nu = 0).
+function M.labelled(ctx, rows_of)
+  local d, cols = ctx.demos, ctx:columns()
+  if not cols then return d.obs, d.actions end
+  local rows = rows_of(cols.nu:totable())
+  if #rows == 0 then return d.obs, d.actions end
+  return T.cat { d.obs, cols.obs:index_select(1, rows) }, T.cat { d.actions, cols.human_action:index_select(1, rows) }
+end
+
+return M
