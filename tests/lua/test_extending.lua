@@ -102,9 +102,16 @@ for _, ex in ipairs(EXAMPLES) do
     ok, out = sh(work, ("%s train base.lua %s --set rounds=1 --dir part --plugin %s"):format(q(MILE), all_sets(ex),
       ex.file))
     T.truthy(ok, out)
-    ok, out = sh(other, ("%s train --resume %s --set rounds=2"):format(q(MILE), q(work .. "/part")))
+    -- a copy of the interrupted run, moved elsewhere, resumes the same (paths inside are relative)
+    ok, out = sh(work, "cp -r part " .. q(other .. "/moved-" .. ex.file) .. " && mv part part-moved")
     T.truthy(ok, out)
-    T.eq(metrics(work .. "/part"), metrics(work .. "/full"), ex.file .. ": resumed = uninterrupted")
+    ok, out = sh(other, ("%s train --resume %s --set rounds=2"):format(q(MILE), q(work .. "/part-moved")))
+    T.truthy(ok, out)
+    T.eq(metrics(work .. "/part-moved"), metrics(work .. "/full"), ex.file .. ": resumed = uninterrupted")
+    ok, out = sh(other, ("%s train --resume %s --set rounds=2"):format(q(MILE), q("moved-" .. ex.file)))
+    T.truthy(ok, out)
+    T.eq(metrics(other .. "/moved-" .. ex.file), metrics(work .. "/full"), ex.file .. ": a copied run resumes the same")
+    os.execute("mv " .. q(work .. "/part-moved") .. " " .. q(work .. "/part"))
     T.truthy(read(work .. "/part/plugins/1_" .. ex.file), "the run keeps a copy of the plugin")
     -- eval and open from another working directory
     ok, out = sh(other, ("%s eval %s --episodes 1"):format(q(MILE), q(work .. "/full")))
