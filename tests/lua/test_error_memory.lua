@@ -10,6 +10,7 @@ local iv = require "mile.intervention.core"
 local optim = require "mile.optim.core"
 local data = require "mile.data.core"
 local envs = require "mile.envs.core"
+local sys = require "mile.sys"
 
 local N = 100000
 
@@ -55,6 +56,8 @@ local cases = {
   { "data.subset(bad row)", function() return data.subset(ds, { 0 }) end },
   { "data.permutation(size)", function() return data.permutation(gen, -1) end },
   { "envs.make(unknown)", function() return envs.make("no-such-env") end },
+  { "envs.make(bad option)", function() return envs.make("CartPole-v1", { bad = {} }) end },
+  { "sys.set_num_threads(0)", function() return sys.set_num_threads(0) end },
 }
 
 T.test("10^5 failing calls of each binding keep RSS flat", function()
