@@ -76,6 +76,13 @@ local function fits(spec_type, v)
   return t == spec_type
 end
 
+-- Numbers are finite unless the key's spec says `infinite = true`; NaN never is a value.
+local function finite_ok(spec, v)
+  if type(v) ~= "number" or math.type(v) == "integer" then return true end
+  if v ~= v then return false end
+  return spec.infinite or (v ~= math.huge and v ~= -math.huge)
+end
+
 local function check(schema, key, v, origin, explain)
   local spec = schema[key]
   if not spec then
@@ -87,6 +94,9 @@ local function check(schema, key, v, origin, explain)
   if v == nil then return end
   if not fits(spec.type, v) then
     error(("config: '%s' must be %s, got %s%s"):format(key, spec.type, type_of(v), origin or ""), 0)
+  end
+  if not finite_ok(spec, v) then
+    error(("config: '%s' must be a finite number, got %s%s"):format(key, tostring(v), origin or ""), 0)
   end
   if spec.choices then
     local ok = false
@@ -109,8 +119,10 @@ function M.parse_value(schema, key, text, explain)
     local v = tonumber(text)
     if v == nil then error(("config: --set %s=%s: not a number"):format(key, text), 0) end
     if spec.type == "integer" then
-      if v ~= math.floor(v) then error(("config: --set %s=%s: not an integer"):format(key, text), 0) end
-      v = math.tointeger(v)
+      -- exactly an integer of Lua's range: 1e20 or 2^63 are refused, not rounded or wrapped
+      local i = math.tointeger(v)
+      if i == nil then error(("config: --set %s=%s: not an integer (of -2^63 .. 2^63-1)"):format(key, text), 0) end
+      v = i
     end
     return v
   elseif spec.type == "boolean" then
@@ -149,14 +161,29 @@ function M.resolve(schema, user, overrides, opts)
   return flat
 end
 
+--- run_budgeted(chunk, budget, name) -> ok, value: call chunk in a coroutine that
+--- stops with an error after `budget` VM instructions (a config or data file that
+--- loops forever gets an error naming it, not a hang).
+function M.run_budgeted(chunk, budget, name)
+  local co = coroutine.create(chunk)
+  debug.sethook(co, function() error(("%s: stopped after %d instructions (an endless loop?)"):format(name, budget), 0) end,
+    "", budget)
+  local ok, v = coroutine.resume(co)
+  if ok and coroutine.status(co) ~= "dead" then return false, name .. ": must not yield" end
+  return ok, v
+end
+
+-- Instructions a config file may run (requiring mile's own modules takes ~10^6).
+M.FILE_BUDGET = 200000000
+
 --- Load a config file (a Lua file returning a table). It may `require` modules (to
 --- build values); relative paths in its `plugins` list are taken relative to the file.
 function M.load_file(path)
   local env = setmetatable({}, { __index = _G })
   local chunk, err = loadfile(path, "t", env)
   if not chunk then error("config: " .. err, 0) end
-  local ok, t = pcall(chunk)
-  if not ok then error("config: " .. path .. ": " .. tostring(t), 0) end
+  local ok, t = M.run_budgeted(chunk, M.FILE_BUDGET, path)
+  if not ok then error("config: " .. tostring(t):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "") .. " (" .. path .. ")", 0) end
   if type(t) ~= "table" then error(("config: %s must return a table, got %s"):format(path, type(t)), 0) end
   if type(t.plugins) == "table" then
     local dir = path:match("^(.*)/[^/]*$") or "."

@@ -40,6 +40,7 @@ local M = {}
 
 local function positive(v) return v >= 1, "must be >= 1" end
 local function non_negative(v) return v >= 0, "must be >= 0" end
+local function scale_ok(v) return v > 0, "must be > 0" end
 
 -- The keys that name a registered entry, and their registries. A value that is a file
 -- path (a "/" or ending in .lua) loads that file as a plugin and names what it registers.
@@ -59,18 +60,20 @@ M.schema = {
   name = { type = "string", default = "", doc = "run name (default: <env>-<method>)" },
   env = { type = "string", default = "LunarLander-v3", doc = "task (mile.tasks)" },
   method = { type = "string", default = "mile", doc = "training method (mile.methods)" },
-  seed = { type = "integer", default = 0 },
+  seed = { type = "integer", default = 0, doc = "every generator and env seed derives from it",
+    check = function(v) return v >= 0 and v <= 2 ^ 40, "must be in [0, 2^40] (env seeds are seed * 10^5 + ...)" end },
   rounds = { type = "integer", default = 5, check = positive },
   episodes_per_round = { type = "integer", default = 5, check = positive },
   epochs = { type = "integer", default = 10, check = non_negative },
   batch_size = { type = "integer", default = 256, check = positive },
   lr = { type = "number", default = 1e-3, check = function(v) return v > 0, "must be > 0" end },
   eval_episodes = { type = "integer", default = 20, check = non_negative },
-  max_episode_steps = { type = "integer", default = 1000 },
+  max_episode_steps = { type = "integer", default = 1000, check = positive },
   ["human.cost"] = { type = "number", default = nil, doc = "c_d (default: the task's, ENVS.md 3.2)" },
-  ["human.scale"] = { type = "number", default = nil, doc = "sigma_d (default: the task's)" },
+  ["human.scale"] = { type = "number", default = nil, doc = "sigma_d (default: the task's)", check = scale_ok },
   ["learner.cost"] = { type = "number", default = nil, doc = "c of the learner's model (default: human.cost)" },
-  ["learner.scale"] = { type = "number", default = nil, doc = "sigma of the learner's model (default: human.scale)" },
+  ["learner.scale"] = { type = "number", default = nil, doc = "sigma of the learner's model (default: human.scale)",
+    check = scale_ok },
   ["learner.schedule"] = { type = "string", default = "constant", doc = "cost schedule (mile.schedules)" },
   ["learner.model"] = { type = "string", default = "probit", doc = "the learner's intervention model (mile.models)" },
   ["human.model"] = { type = "string", default = "probit", doc = "the simulated human's intervention model (mile.models)" },
@@ -103,13 +106,19 @@ local function default_policy_dir()
 end
 
 -- Load the plugins a config names (files relative to the working directory unless
--- absolute) and return their specs as recorded (absolute paths, module names).
-local function load_plugins(list)
+-- absolute) and return their specs as recorded (absolute paths, module names). With
+-- no_code (a run directory's config, read as data) nothing new may load: each must be
+-- loaded already, from the directory's trusted copies.
+local function load_plugins(list, no_code)
   local specs = {}
   for _, spec in ipairs(list or {}) do
     if type(spec) ~= "string" then error(("config: 'plugins' holds a %s, expected file paths or module names"):format(
       type(spec)), 0) end
-    specs[#specs + 1] = plugins.load(spec).spec
+    local rec = plugins.find(spec)
+    if not rec and no_code then
+      error(("config: 'plugins' names %s, which the run directory's plugins.lua does not record"):format(spec), 0)
+    end
+    specs[#specs + 1] = (rec or plugins.load(spec)).spec
   end
   return specs
 end
@@ -157,11 +166,14 @@ function M.schema_for(sel)
   return schema
 end
 
---- resolve(user [, overrides [, extra_plugins]]) -> a flat table with every key of the
---- config's schema, task defaults filled in. user: a config table (possibly nested);
---- overrides: "key=value" strings (--set), applied before anything is validated;
---- extra_plugins: specs (--plugin) loaded with the config's own `plugins`.
-function M.resolve(user, overrides, extra_plugins)
+--- resolve(user [, overrides [, extra_plugins [, opts]]]) -> a flat table with every key
+--- of the config's schema, task defaults filled in. user: a config table (possibly
+--- nested); overrides: "key=value" strings (--set), applied before anything is
+--- validated; extra_plugins: specs (--plugin) loaded with the config's own `plugins`;
+--- opts.no_code: load no code (a run directory's stored config: its plugins are loaded
+--- already, and a file path where a name belongs is refused).
+function M.resolve(user, overrides, extra_plugins, opts)
+  local no_code = opts and opts.no_code
   local flat = config.flatten(user or {}, "")
   local over, over_order = override_map(overrides)
   -- plugins first: they register what the other keys name
@@ -169,7 +181,7 @@ function M.resolve(user, overrides, extra_plugins)
   for _, p in ipairs(type(flat.plugins) == "table" and flat.plugins or {}) do list[#list + 1] = p end
   if over.plugins then for p in over.plugins:gmatch("[^,]+") do list[#list + 1] = p end end
   for _, p in ipairs(extra_plugins or {}) do list[#list + 1] = p end
-  local specs = load_plugins(list)
+  local specs = load_plugins(list, no_code)
   -- what the config selects, --set first
   local sel = {}
   for _, s in ipairs(SELECTORS) do
@@ -178,6 +190,9 @@ function M.resolve(user, overrides, extra_plugins)
     if v == nil then v = M.schema[s.key].default end
     if type(v) ~= "string" then error(("config: '%s' must be a string, got %s"):format(s.key, type(v)), 0) end
     if not (s.none and v == "none") and not s.registry.find(v) and plugins.is_file_spec(v) then
+      if no_code then
+        error(("config: '%s' = %s: a run directory's config names registered entries, not files"):format(s.key, v), 0)
+      end
       v = select_file(s, v, specs)
     end
     if not (s.none and v == "none") and not s.registry.find(v) then
@@ -569,14 +584,15 @@ local function resume_overrides(cfg, overrides)
   return changed
 end
 
---- open(dir [, {overrides=, warn=}]) -> the Run of a run directory at its last committed
---- round (its plugins loaded from the directory's copies): what --resume continues,
---- mile eval evaluates and mile.open inspects. overrides: --set items of M.resumable.
+--- open(dir [, {overrides=, trust=, warn=}]) -> the Run of a run directory at its last
+--- committed round (its plugins loaded from the directory's copies, when trusted:
+--- mile.rundir): what --resume continues, mile eval evaluates and mile.open inspects.
+--- overrides: --set items of M.resumable.
 function M.open(dir, opts)
   opts = opts or {}
   local d = rundir.open(dir)
-  d:load_plugins(opts.warn)
-  local cfg = M.resolve(d:config())
+  d:load_plugins { trust = opts.trust, warn = opts.warn }
+  local cfg = M.resolve(d:config(), nil, nil, { no_code = true })
   if resume_overrides(cfg, opts.overrides) then d:write_config(cfg) end
   local st = d:state()
   if st and cfg.rounds < st.round then
@@ -620,7 +636,7 @@ local function progress_line(run, row)
         and ("%.3f"):format(row.predicted_rate) or "-", row.seconds)
 end
 
---- run(user_config [, {overrides=, plugins=, resume=dir, dir=, human=}]) -> the Run
+--- run(user_config [, {overrides=, plugins=, resume=dir, trust=, dir=, human=}]) -> the Run
 --- (metrics in run.metrics). plugins: specs to load (--plugin) besides the config's own;
 --- overrides on resume: only the keys of M.resumable (e.g. rounds=N extends a run).
 --- human(run) -> an object with decide(obs, robot_action) -> nu, action, {p = p} (and
@@ -630,7 +646,7 @@ function M.run(user, opts)
   local run
   if opts.resume then
     for _, p in ipairs(opts.plugins or {}) do plugins.load(p) end
-    run = M.open(opts.resume, { overrides = opts.overrides })
+    run = M.open(opts.resume, { overrides = opts.overrides, trust = opts.trust })
   else
     local cfg = M.resolve(user, opts.overrides, opts.plugins)
     run = M.new_run(cfg)

@@ -67,11 +67,12 @@ function M.load(spec, opts)
     local from = opts.path or path
     local text = read(from)
     if not text then error(("plugin %s: cannot read %s"):format(spec, from), 0) end
-    local rec = { spec = path, kind = "file", path = path, sha256 = sys.sha256(text) }
+    local rec = { spec = path, kind = "file", path = path, sha256 = sys.sha256(text), from_copy = opts.path ~= nil }
     loaded[path] = rec -- before running: a plugin that loads itself again does not loop
     local ok, err = pcall(run_file, from, text, spec)
     if not ok then loaded[path] = nil; error(err, 0) end
     order[#order + 1] = rec
+    if not opts.path then M.trust(rec.sha256, path) end
     return rec
   end
   if loaded[spec] then return loaded[spec] end
@@ -80,7 +81,7 @@ function M.load(spec, opts)
   if opts.path and not package.loaded[spec] then -- a run directory's copy of the module
     local text = read(opts.path)
     if not text then error(("plugin %s: cannot read %s"):format(spec, opts.path), 0) end
-    rec = { spec = spec, kind = "module", path = path, sha256 = sys.sha256(text) }
+    rec = { spec = spec, kind = "module", path = path, sha256 = sys.sha256(text), from_copy = true }
     loaded[spec] = rec
     local chunk, err = load(text, "@" .. opts.path, "t")
     local ok, res = chunk ~= nil, err
@@ -93,9 +94,54 @@ function M.load(spec, opts)
   local ok, err = pcall(registry.loading_file, path or spec, require, spec)
   if not ok then error(("plugin %s: %s"):format(spec, tostring(err)), 0) end
   rec = { spec = spec, kind = "module", path = path, sha256 = path and M.hash(path) or nil }
+  if rec.sha256 then M.trust(rec.sha256, path) end
   loaded[spec] = rec
   order[#order + 1] = rec
   return rec
+end
+
+-- ---- trust ------------------------------------------------------------------------------------
+--
+-- Plugin code runs when the user names it (--plugin, a config's `plugins`). A run
+-- directory someone else made carries copies of its plugins: those run only when the
+-- user allows it (mile.rundir). What the user has run on this machine is remembered by
+-- sha256 in a trust file ($MILE_TRUST_FILE, default $XDG_DATA_HOME/mile/trusted-plugins
+-- or ~/.local/share/mile/trusted-plugins; one "sha256 path" line each, appended), so
+-- resuming one's own runs needs no flag.
+
+--- trust_file() -> the path of the trust file.
+function M.trust_file()
+  local explicit = os.getenv("MILE_TRUST_FILE")
+  if explicit and explicit ~= "" then return explicit end
+  local base = os.getenv("XDG_DATA_HOME")
+  if not base or base == "" then base = (os.getenv("HOME") or ".") .. "/.local/share" end
+  return base .. "/mile/trusted-plugins"
+end
+
+local function in_trust_file(sha)
+  local text = read(M.trust_file())
+  return text ~= nil and text:find(sha .. " ", 1, true) ~= nil
+end
+
+--- trusted(sha256) -> whether the user has run plugin code with this hash here (in this
+--- process, or as recorded in the trust file).
+function M.trusted(sha)
+  for _, r in ipairs(order) do if r.sha256 == sha and not r.from_copy then return true end end
+  return in_trust_file(sha)
+end
+
+--- trust(sha256, path): remember plugin code the user ran (best effort: a trust file
+--- that cannot be written only means a later --resume asks for --trust).
+function M.trust(sha, path)
+  if in_trust_file(sha) then return end
+  local file = M.trust_file()
+  local dir = file:match("^(.*)/[^/]*$")
+  if dir then sys.mkdir(dir) end
+  local f = io.open(file, "a") -- one short line per append: never half-written by a concurrent job
+  if f then
+    f:write(sha, " ", (tostring(path):gsub("[\n\r]", "?")), "\n")
+    f:close()
+  end
 end
 
 --- find(spec [, base]) -> the record of a loaded plugin, or nil.

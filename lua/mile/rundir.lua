@@ -45,11 +45,8 @@ local BUDGET = 50000000
 function M.read_data(path)
   local chunk, err = loadfile(path, "t", { math = { huge = math.huge } })
   if not chunk then fail("%s", err) end
-  local co = coroutine.create(chunk)
-  debug.sethook(co, function() error(("%s: too much computation for a data file"):format(path), 0) end, "", BUDGET)
-  local ok, v = coroutine.resume(co)
-  if not ok then fail("%s: %s", path, tostring(v)) end
-  if coroutine.status(co) ~= "dead" then fail("%s: a data file must not yield", path) end
+  local ok, v = config.run_budgeted(chunk, BUDGET, path)
+  if not ok then fail("%s", tostring(v)) end
   return v
 end
 
@@ -144,13 +141,17 @@ function Dir:plugins()
   return M.read_data(self:path("plugins.lua"))
 end
 
---- load_plugins([warn]) -> records: load the run's plugins from the copies it keeps
---- (the code the run was trained with). A plugin whose original file changed since is
---- named in a warning (warn(msg), default: stderr); a missing copy is an error.
-function Dir:load_plugins(warn)
-  warn = warn or function(msg) io.stderr:write("mile: warning: ", msg, "\n") end
-  local out = {}
-  for _, rec in ipairs(self:plugins()) do
+--- load_plugins([opts]) -> records: load the run's plugins from the copies it keeps
+--- (the code the run was trained with). Nothing runs unless every copy is trusted: code
+--- the user has run on this machine (plugins.trusted), a module on package.path with
+--- the same text, or opts.trust = true (--trust); otherwise an error names the files
+--- that would run. A plugin whose original file changed since is named in a warning
+--- (opts.warn(msg), default: stderr); a missing copy is an error.
+function Dir:load_plugins(opts)
+  opts = opts or {}
+  local warn = opts.warn or function(msg) io.stderr:write("mile: warning: ", msg, "\n") end
+  local out, untrusted, records = {}, {}, self:plugins()
+  for _, rec in ipairs(records) do
     local copy = self:path(rec.copy)
     local text = plugins.read(copy)
     if not text then
@@ -159,6 +160,20 @@ function Dir:load_plugins(warn)
     if sys.sha256(text) ~= rec.sha256 then
       fail("%s: the copy %s of plugin %s does not match its recorded sha256", self.dir, rec.copy, rec.spec)
     end
+    local on_path = rec.kind == "module" and package.searchpath(rec.spec, package.path)
+    if not (opts.trust or plugins.trusted(rec.sha256) or (on_path and plugins.hash(on_path) == rec.sha256)) then
+      untrusted[#untrusted + 1] = ("%s (a copy of %s, sha256 %s)"):format(copy, rec.path or rec.spec,
+        rec.sha256:sub(1, 16))
+    end
+  end
+  if #untrusted > 0 then
+    fail("%s needs plugin code that has not run on this machine: %s. Read it; then allow it with --trust "
+      .. "(mile.open(dir, {trust = true})) or by naming the same file with --plugin", self.dir,
+      table.concat(untrusted, "; "))
+  end
+  for _, rec in ipairs(records) do
+    local copy = self:path(rec.copy)
+    if opts.trust then plugins.trust(rec.sha256, rec.path or rec.spec) end
     if not plugins.find(rec.spec) then
       local now = rec.path and plugins.hash(rec.path)
       if now and now ~= rec.sha256 then

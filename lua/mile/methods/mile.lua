@@ -12,7 +12,8 @@ return methods.register {
   schema = {
     ["loss.variant"] = { type = "string", default = "paper", choices = { "paper", "joint", "reference" },
       doc = "mile: the loss (mile.intervention.loss)" },
-    ["loss.lambda"] = { type = "number", default = 0.5, doc = "mile: weight of J1 (1 - lambda: J2 and the demos)" },
+    ["loss.lambda"] = { type = "number", default = 0.5, doc = "mile: weight of J1 (1 - lambda: J2 and the demos)",
+      check = function(v) return v >= 0 and v <= 1, "must be in [0, 1]" end },
     ["learner.mental"] = { type = "string", default = "learned", choices = { "learned", "frozen" },
       doc = "mile: train the mental model (learned) or keep the warm start, the initial BC policy (frozen)" },
   },
