@@ -64,6 +64,15 @@ mile_status iv_param_read(const char *fname, const char *what, mile_tensor *t, i
   return st;
 }
 
+mile_status iv_nonfinite_error(const char *fname, const char *what, int64_t b, int64_t i, double v) {
+  return mile_set_error(MILE_ERR_ARGUMENT, "%s: %s must be finite, got %s at sample %lld, column %lld (0-based)", fname,
+                        what,
+                        isnan(v) ? "nan"
+                        : v > 0  ? "inf"
+                                 : "-inf",
+                        (long long)b, (long long)i);
+}
+
 void iv_param_free(iv_param *p) {
   free(p->buf);
   p->buf = NULL;
@@ -283,9 +292,18 @@ mile_status mile_probit_discrete(mile_tensor **out, mile_tensor *policy_logits, 
     row_work w;
     row_init(&w, buf, A);
     double *row = buf + 8 * A;
-    for (int64_t b = 0; b < B; b++) {
+    for (int64_t b = 0; b < B && st == MILE_OK; b++) {
       iv_load_row(lh, b, A, w.lh);
       iv_load_row(lm, b, A, w.lm);
+      int64_t bad;
+      if ((bad = iv_first_nonfinite(w.lh, A)) >= 0) {
+        st = iv_nonfinite_error(FNAME, "policy_logits", b, bad, w.lh[bad]);
+        break;
+      }
+      if ((bad = iv_first_nonfinite(w.lm, A)) >= 0) {
+        st = iv_nonfinite_error(FNAME, "mental_logits", b, bad, w.lm[bad]);
+        break;
+      }
       row_forward(&w, A, iv_param_at(&cost, b), iv_param_at(&scale, b));
       for (int64_t a = 0; a < A; a++) {
         row[a] = w.lp[a];

@@ -303,9 +303,9 @@ typedef struct side_value { double l, dt, ds; } side_value; /* ln S, d ln S/d t0
  * stops once even the largest remaining weight times the current Phi is negligible:
  * in a tail only a few nodes matter, and skipping the rest also keeps exp() away from
  * its slow underflow path. */
-static side_value laguerre_side(const iv_rule *r, double t0, double sigma, double rho, int side) {
+static side_value laguerre_side(const iv_rule *r, double t0, double sigma, double rho, double lb, int side) {
   double a[IV_MAX_NODES], y[IV_MAX_NODES], lw[IV_MAX_NODES], ld[IV_MAX_NODES], wmax[IV_MAX_NODES + 1];
-  double b = side * (t0 / sigma), lb = log_ndtr(b);
+  double b = side * (t0 / sigma); /* lb = ln Phi(b), from the caller */
   double lscale = r->k * (log(rho) + log(sigma)), tilt = 1.0 - rho * sigma;
   int n = r->nl;
   /* visiting order: i = 0.. for side +1 (y = (t0 - t)/sigma falls as t grows), n-1.. for -1 */
@@ -334,10 +334,18 @@ static side_value laguerre_side(const iv_rule *r, double t0, double sigma, doubl
   for (int j = 0; j < used; j++) {
     double d = a[j] - top;
     if (d < -IV_NEGLIGIBLE) continue;
-    double e = exp(d);
-    sum += e;
-    /* r_j h(y_j) with r_j = w_j Phi(y_j) / S the normalised terms */
-    double hz = e * iv_hazard(y[j], lb + ld[j]);
+    sum += exp(d);
+    /* r_j h(y_j) with r_j = w_j Phi(y_j) / S the normalised terms: in one exp where
+     * phi(y_j) is in range (negligible terms skipped, as exp's underflow is slow),
+     * by the asymptotic hazard further left */
+    double hz;
+    if (y[j] > -20.0) {
+      double eh = d - 0.5 * y[j] * y[j] - IV_LN_SQRT_2PI - (lb + ld[j]);
+      if (eh < -IV_NEGLIGIBLE - 20) continue;
+      hz = exp(eh);
+    } else {
+      hz = exp(d) * mile_normal_hazard_d(y[j]);
+    }
     st += hz, ss += iv_mul(hz, y[j]);
   }
   side_value v = {lb + top + log(sum), 0, 0};
@@ -383,16 +391,17 @@ static side_value direct_p(const iv_rule *r, double t0, double sigma) {
   if (t0 > 9.0 * sigma) return hermite_side(r, t0, sigma, 0.0, +1);
   double tau = t0 / sigma;
   if (tau == -INFINITY) return (side_value){-INFINITY, DBL_MAX, DBL_MAX};
-  double rho = 1.0 / (fmax(1.0, sigma) + iv_hazard(tau, log_ndtr(tau)));
-  return laguerre_side(r, t0, sigma, rho, +1);
+  double lb = log_ndtr(tau), rho = 1.0 / ((sigma > 1.0 ? sigma : 1.0) + iv_hazard(tau, lb));
+  return laguerre_side(r, t0, sigma, rho, lb, +1);
 }
 
 static side_value direct_q(const iv_rule *r, double t0, double sigma) {
   if (t0 > sigma * sigma + 9.0 * sigma) return hermite_side(r, t0, sigma, sigma, -1);
   double tau = -t0 / sigma;
   if (tau == INFINITY) return (side_value){0, 0, 0};
-  double rho = 1.0 / fmax(1.0, fmin(fmax(1.0, sigma), sigma - iv_hazard(tau, log_ndtr(tau))));
-  return laguerre_side(r, t0, sigma, rho, -1);
+  double lb = log_ndtr(tau);
+  double rho = 1.0 / fmax(1.0, fmin(fmax(1.0, sigma), sigma - iv_hazard(tau, lb)));
+  return laguerre_side(r, t0, sigma, rho, lb, -1);
 }
 
 /* The other side from a direct one: ln(1 - e^l) and its derivatives. */
@@ -553,8 +562,14 @@ mile_status mile_probit_gaussian(mile_tensor **out, mile_tensor *mu, mile_tensor
   if (st == MILE_OK && !(buf = malloc((size_t)(4 * D) * sizeof *buf))) st = mile_err_nomem(FNAME);
   if (st == MILE_OK) {
     double *pd = partials ? mile_data(partials) : NULL;
-    for (int64_t b = 0; b < B; b++) {
+    static const char *const names[4] = {"mu", "log_sd", "mental_mu", "mental_log_sd"};
+    for (int64_t b = 0; b < B && st == MILE_OK; b++) {
       for (int i = 0; i < 4; i++) iv_load_row(c[i], b, D, buf + i * D);
+      int64_t bad = iv_first_nonfinite(buf, 4 * D);
+      if (bad >= 0) {
+        st = iv_nonfinite_error(FNAME, names[bad / D], b, bad % D, buf[bad]);
+        break;
+      }
       double K = row_k(D, buf, buf + D, buf + 2 * D, buf + 3 * D, NULL);
       side_value p, q;
       gauss_pq(r, K - iv_param_at(&cost, b), iv_param_at(&scale, b), &p, &q);

@@ -69,7 +69,13 @@ static mile_status read_inputs(mile_tensor *const *t, int64_t B, loss_inputs *in
   for (int i = 0; i < 5 && st == MILE_OK; i++)
     if (t[i]) st = mile_to_doubles(t[i], dst[i]);
   in->n1 = 0;
-  for (int64_t b = 0; b < B; b++) in->n1 += in->nu[b] != 0;
+  for (int64_t b = 0; b < B && st == MILE_OK; b++) {
+    double v = in->nu[b];
+    if (v != 0 && v != 1) /* 2 or NaN is not "an intervention" */
+      st = mile_set_error(MILE_ERR_ARGUMENT, "%s: nu must be 0 or 1, got %.17g at sample %lld (0-based)", FNAME, v,
+                          (long long)b);
+    in->n1 += v != 0;
+  }
   if (st != MILE_OK) free(buf), in->lp = NULL;
   return st;
 }
@@ -124,7 +130,8 @@ mile_status mile_intervention_loss(mile_tensor **out, mile_iv_loss variant, doub
     return mile_set_error(MILE_ERR_SHAPE, "%s: log_p has shape %s, expected {B}", FNAME,
                           mile_shape_str(log_p, s, sizeof s));
   if (log_p->shape[0] < 1) return mile_set_error(MILE_ERR_SHAPE, "%s: the batch is empty", FNAME);
-  if (!isfinite(lambda)) return mile_set_error(MILE_ERR_ARGUMENT, "%s: lambda must be finite", FNAME);
+  if (!(lambda >= 0 && lambda <= 1)) /* NaN fails too */
+    return mile_set_error(MILE_ERR_ARGUMENT, "%s: lambda must be in [0, 1], got %.17g", FNAME, lambda);
   MILE_TRY(check_vector("log1m_p", log1m_p, log_p));
   MILE_TRY(check_vector("log_pi", log_pi, log_p));
   if (variant == MILE_IV_JOINT) MILE_TRY(check_vector("log_q", log_q, log_p));

@@ -59,6 +59,22 @@ static inline double iv_hazard(double x, double log_cdf) {
   return mile_normal_hazard_d(x);
 }
 
+/* The index of the first non-finite value of row[0..n), or -1: the input check of the
+ * kernels, run on each row as it is loaded (no second pass over the data). */
+static inline int64_t iv_first_nonfinite(const double *row, int64_t n) {
+  double acc = 0;
+  for (int64_t i = 0; i < n; i++)
+    acc += row[i] * 0; /* NaN iff some value is NaN or inf */
+  if (acc == 0) return -1;
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(row[i])) return i;
+  return -1;
+}
+
+/* MILE_ERR_ARGUMENT naming the input, the sample and the column (0-based) of a
+ * non-finite value. */
+mile_status iv_nonfinite_error(const char *fname, const char *what, int64_t b, int64_t i, double v);
+
 /* Row b of a contiguous [rows, n] tensor, converted to double. */
 static inline void iv_load_row(const mile_tensor *t, int64_t b, int64_t n, double *dst) {
   if (t->dtype == MILE_FLOAT64) {
@@ -82,7 +98,7 @@ static inline void iv_store_row(mile_tensor *t, int64_t b, int64_t n, const doub
 /* Derivatives whose exact value lies beyond the float64 range saturate at +-DBL_MAX
  * instead of becoming inf (an inf times a zero factor further down the chain
  * would be NaN). iv_mul is a product that treats 0 * anything as 0. */
-static inline double iv_sat(double x) { return fmin(fmax(x, -DBL_MAX), DBL_MAX); }
+static inline double iv_sat(double x) { return x > DBL_MAX ? DBL_MAX : x < -DBL_MAX ? -DBL_MAX : x; }
 static inline double iv_mul(double a, double b) { return a == 0 || b == 0 ? 0 : iv_sat(a * b); }
 
 /* A gradient row into t: like iv_store_row, saturated at the dtype's largest
@@ -95,7 +111,7 @@ static inline void iv_store_grad_row(mile_tensor *t, int64_t b, int64_t n, const
   } else {
     float *dst = (float *)mile_data(t) + b * n;
     for (int64_t i = 0; i < n; i++)
-      dst[i] = (float)fmin(fmax(src[i], -FLT_MAX), FLT_MAX);
+      dst[i] = (float)(src[i] > FLT_MAX ? FLT_MAX : src[i] < -FLT_MAX ? -FLT_MAX : src[i]);
   }
 }
 

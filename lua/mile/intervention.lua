@@ -182,9 +182,12 @@ end
 
 -- ---- the models ------------------------------------------------------------------------------
 
---- discrete{policy_logits=[B,A], mental_logits=[B,A], cost=, scale=} -> result with tensors
+--- discrete{policy_logits=[B,A], mental_logits=[B,A], cost=, scale=, check=true} -> result with tensors
 -- delta [B,A], q [B,A], log_q [B,A], log_pi [B,A] (ln pi_h), pi [B,A], logp [B], log1mp [B],
 -- p [B], and methods log_pi_at(action), logq(action) for 0-based action values [B].
+-- Every logit must be finite (an error names the argument and the first bad sample and
+-- column, 0-based, from the kernel); check = false skips the action-value checks of
+-- log_pi_at/logq.
 function M.discrete(args)
   if type(args) ~= "table" then error("intervention.discrete: expects a table of named arguments", 2) end
   local lh, lm, cost, scale = args.policy_logits, args.mental_logits, args.cost, args.scale
@@ -267,7 +270,7 @@ end
 
 local VARIANTS = { paper = true, joint = true, reference = true }
 
---- loss{model=, variant="paper"|"joint"|"reference", nu=[B], human_action=, lambda=0.5}
+--- loss{model=, variant="paper"|"joint"|"reference", nu=[B], human_action=, lambda=0.5, check=true}
 -- -> {loss = scalar, j1 = scalar, j2 = scalar} (0-d tensors, all differentiable).
 -- paper: lambda J1 + (1-lambda) J2 (J1 mean over the batch, J2 mean over its
 -- intervention samples); joint: mean exact NLL; reference: mean NLL of the categorical
@@ -275,6 +278,11 @@ local VARIANTS = { paper = true, joint = true, reference = true }
 -- The model may be any table with logp, log1mp [B] tensors and methods
 -- log_pi_at(action, nu) (and logq(action, nu) for "joint"): write your own model in
 -- Lua and it trains with the same losses.
+-- Checked on entry: lambda in [0, 1], nu 0/1 flags, action values (discrete: integers
+-- in 0..A-1; Gaussian: finite) on intervention steps; errors name the first bad sample.
+-- check = false skips these passes (for inner loops over data validated once); the
+-- checks fused into the C kernels' own loops (finite logits, means and log-sds, nu and
+-- lambda in the loss kernel) cost nothing measurable and stay on.
 function M.loss(args)
   local fname = "intervention.loss"
   if type(args) ~= "table" then error(fname .. ": expects a table of named arguments", 2) end
@@ -298,6 +306,16 @@ function M.loss(args)
   if nu:numel() ~= B then error(("%s: nu has %d values for a batch of %d"):format(fname, nu:numel(), B), 2) end
   if nu:dtype() ~= model.logp:dtype() then nu = nu:to(model.logp:dtype()) end
   if nu:dim() ~= 1 then nu = nu:reshape { B } end
+  if check then -- 2 or NaN is not "an intervention" (the core refuses them too, 0-based)
+    local bad = nu:ne(0) * nu:ne(1) -- NaN ~= 0 and ~= 1
+    if bad:sum():item() > 0 then
+      for i, v in ipairs(bad:totable()) do
+        if v ~= 0 then
+          error(("%s: nu must hold 0/1 flags, got %s at sample %d"):format(fname, tostring(nu:totable()[i]), i), 2)
+        end
+      end
+    end
+  end
   local action = args.human_action
   if action == nil then error(fname .. ": argument human_action is missing", 2) end
   if type(action) == "table" and not T.is_tensor(action) then action = T.from(action, model.logp:dtype()) end

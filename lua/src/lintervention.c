@@ -88,11 +88,13 @@ static int iv_loss(lua_State *L) {
   return 1;
 }
 
-/* take(matrix [B, n], actions [B], offset [, nu]) -> [B]: matrix[b][offset + actions[b]]
- * (0-based action values, 0-based offset; differentiable in matrix). Rows with nu = 0
- * read column offset + 0 whatever their action (their value is unused by the
- * losses, and datasets may store any filler there). `width` bounds the action
- * values (default n - offset). */
+/* take(matrix [B, n], actions [B], offset [, nu [, width [, check]]]) -> [B]:
+ * matrix[b][offset + actions[b]] (0-based action values, 0-based offset;
+ * differentiable in matrix). Rows with nu = 0 read column offset + 0 whatever their
+ * action (their value is unused by the losses, and datasets may store any filler
+ * there). `width` bounds the action values (default n - offset). check = false skips
+ * the per-sample test of the action values (callers that validated them once); the
+ * gather still refuses an index out of range. */
 static int iv_take(lua_State *L) {
   const char *fname = "take";
   mile_tensor *m = check_named(L, 1, fname, "matrix");
@@ -103,6 +105,7 @@ static int iv_take(lua_State *L) {
   int64_t B = m->shape[0], n = m->shape[1];
   luaL_argcheck(L, offset >= 0 && offset < n, 3, "offset out of range"); /* before n - offset */
   lua_Integer width = luaL_optinteger(L, 5, n - offset);
+  int check = lua_isnoneornil(L, 6) || lua_toboolean(L, 6);
   luaL_argcheck(L, width >= 1 && width <= n - offset, 5, "width out of range");
   if (!(a->ndim == 1 && a->shape[0] == B) && !(a->ndim == 2 && a->shape[0] == B && a->shape[1] == 1))
     luaL_error(L, "human_action: expected %d action values (one per sample, 0-based), got a tensor of %d dims",
@@ -118,7 +121,7 @@ static int iv_take(lua_State *L) {
       continue;
     }
     double v = buf[b];
-    if (!(v >= 0 && v < (double)width && v == floor(v))) {
+    if (check && !(v >= 0 && v < (double)width && v == floor(v))) {
       char value[48]; /* lua_pushfstring has no %g */
       snprintf(value, sizeof value, "%g", v);
       luaL_error(L, "human_action: sample %d has action value %s, expected an integer in 0..%d", (int)b + 1, value,

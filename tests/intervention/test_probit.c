@@ -498,8 +498,39 @@ static void test_errors(void **state) {
   double lp;
   assert_int_equal(mile_probit_gaussian_logp(2, 1.0, -1.0, &lp, NULL, NULL, NULL, NULL, NULL), MILE_ERR_ARGUMENT);
   assert_string_equal(mile_iv_loss_name(MILE_IV_JOINT), "joint");
+  /* inputs checked where they enter: non-finite logits, means, log-sds (named, with the
+   * first bad sample and column); nu other than 0/1; lambda outside [0, 1] */
+  double bad[12] = {0}, nu3[3] = {0, 1, 0}, lp3[3] = {-1, -1, -1};
+  bad[6] = NAN;
+  int64_t three = 3;
+  mile_tensor *nanm = tensor(MILE_FLOAT64, 2, s34, bad, 0);
+  assert_int_equal(mile_probit_discrete(&out, a, nanm, c, c), MILE_ERR_ARGUMENT);
+  assert_non_null(strstr(mile_last_error(), "mental_logits must be finite, got nan at sample 1, column 2"));
+  assert_null(out);
+  bad[6] = -INFINITY;
+  mile_tensor *infm = tensor(MILE_FLOAT64, 2, s34, bad, 0);
+  assert_int_equal(mile_probit_gaussian(&out, a, infm, a, a, c, c), MILE_ERR_ARGUMENT);
+  assert_non_null(strstr(mile_last_error(), "log_sd must be finite, got -inf at sample 1, column 2"));
+  assert_null(out);
+  mile_tensor *lpt = tensor(MILE_FLOAT64, 1, &three, lp3, 0), *nu = tensor(MILE_FLOAT64, 1, &three, nu3, 0), *loss;
+  CHECK(mile_intervention_loss(&loss, MILE_IV_PAPER, 0.5, lpt, lpt, lpt, NULL, nu));
+  mile_tensor_release(loss);
+  assert_int_equal(mile_intervention_loss(&loss, MILE_IV_PAPER, 1.5, lpt, lpt, lpt, NULL, nu), MILE_ERR_ARGUMENT);
+  assert_non_null(strstr(mile_last_error(), "lambda must be in [0, 1]"));
+  assert_int_equal(mile_intervention_loss(&loss, MILE_IV_PAPER, NAN, lpt, lpt, lpt, NULL, nu), MILE_ERR_ARGUMENT);
+  for (int k = 0; k < 2; k++) {
+    nu3[1] = k ? NAN : 2;
+    mile_tensor *nu_bad = tensor(MILE_FLOAT64, 1, &three, nu3, 0);
+    assert_int_equal(mile_intervention_loss(&loss, MILE_IV_REFERENCE, 0.5, lpt, lpt, lpt, NULL, nu_bad),
+                     MILE_ERR_ARGUMENT);
+    assert_non_null(strstr(mile_last_error(),
+                           k ? "nu must be 0 or 1, got nan at sample 1" : "nu must be 0 or 1, got 2 at sample 1"));
+    mile_tensor_release(nu_bad);
+  }
+  mile_tensor_release(nanm), mile_tensor_release(infm), mile_tensor_release(lpt), mile_tensor_release(nu);
   mile_tensor *all[] = {a, b, f32, c, zero, c2};
-  for (size_t i = 0; i < sizeof all / sizeof *all; i++) mile_tensor_release(all[i]);
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    mile_tensor_release(all[i]);
 }
 
 int main(void) {

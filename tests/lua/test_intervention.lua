@@ -491,6 +491,41 @@ T.test("api: errors name the argument and the mismatch", function()
     "float32")
 end)
 
+T.test("api: every number is checked where it enters (nu, lambda, logits, means, actions); check = false", function()
+  local a = M.zeros({ 3, 4 }, "float64")
+  local m = I.discrete { policy_logits = a, mental_logits = a, cost = 1, scale = 1 }
+  -- nu = 2 or NaN used to count as an intervention; lambda outside [0, 1] was accepted
+  T.raises(function() I.loss { model = m, nu = { 0, 2, 0 }, human_action = { 0, 0, 0 } } end,
+    "nu must hold 0/1 flags, got 2.0 at sample 2")
+  T.raises(function() I.loss { model = m, nu = { 0, 0, 0 / 0 }, human_action = { 0, 0, 0 } } end, "at sample 3")
+  T.raises(function() I.loss { model = m, nu = { 0, 2, 0 }, human_action = { 0, 0, 0 }, check = false } end,
+    "nu must be 0 or 1, got 2 at sample 1 %(0%-based%)") -- the kernel's own check stays on
+  for _, lambda in ipairs { -0.1, 1.5, 0 / 0 } do
+    T.raises(function() I.loss { model = m, nu = { 0, 1, 0 }, human_action = { 0, 0, 0 }, lambda = lambda } end,
+      "lambda must be a number in %[0, 1%]")
+  end
+  -- NaN or inf logits used to give a NaN loss
+  local bad = M.from({ { 0, 0, 0, 0 }, { 0, 0, 1 / 0, 0 }, { 0, 0, 0, 0 } }, "float64")
+  T.raises(function() I.discrete { policy_logits = bad, mental_logits = a, cost = 1, scale = 1 } end,
+    "policy_logits must be finite, got inf at sample 1, column 2")
+  local nan = M.from({ { 0, 0, 0, 0 }, { 0, 0, 0, 0 }, { 0, 0, 0, 0 / 0 } }, "float64")
+  for _, k in ipairs { "mu", "log_sd", "mental_mu", "mental_log_sd" } do
+    local args = { mu = a, log_sd = a, mental_mu = a, mental_log_sd = a, cost = 1, scale = 1 }
+    args[k] = nan
+    T.raises(function() I.gaussian(args) end, k .. " must be finite, got nan at sample 2, column 3")
+  end
+  local g = I.gaussian { mu = a, log_sd = a, mental_mu = a, mental_log_sd = a, cost = 1, scale = 1 }
+  local ah = M.from({ { 0, 0, 0, 0 }, { 0, 1 / 0, 0, 0 }, { 0, 0, 0, 0 / 0 } }, "float64")
+  T.raises(function() I.loss { model = g, nu = { 1, 1, 0 }, human_action = ah } end,
+    "human_action must be finite on intervention steps: sample 2, dimension 2")
+  -- a NaN stand-in on a step without intervention is fine
+  local ok = I.loss { model = g, nu = { 1, 0, 0 }, human_action = ah }
+  T.truthy(ok.loss:item() == ok.loss:item())
+  -- check = false: no action-value pass (the gather still refuses an index out of range)
+  local l = I.loss { model = m, nu = { 0, 1, 0 }, human_action = { 0, 3, 0 }, check = false }
+  T.near(l.j2:item(), math.log(4), 1e-12)
+end)
+
 T.test("api: paper J2 is 0 without interventions; lambda weighs J1 and J2", function()
   local gen = M.Generator(5)
   local lh, lm = random_discrete(gen, 6, 3)

@@ -15,7 +15,11 @@
  * The derivations are in docs/intervention.md and above each kernel.
  *
  * cost and scale are tensors with one element (any ndim) or of shape [B]; scale must
- * be positive and both finite (MILE_ERR_ARGUMENT otherwise). Shapes that do not fit
+ * be positive and both finite (MILE_ERR_ARGUMENT otherwise). Every value of the logits,
+ * means and log-sds must be finite: a NaN or +-inf is MILE_ERR_ARGUMENT naming the
+ * argument, the sample and the column (0-based) of the first one, found as each row is
+ * loaded (no extra pass). Any finite values are fine, however large: outputs are then
+ * never NaN (see docs/intervention.md for the range). Shapes that do not fit
  * give MILE_ERR_SHAPE, dtypes that differ MILE_ERR_DTYPE; messages name the argument. */
 #ifndef MILE_INTERVENTION_H
 #define MILE_INTERVENTION_H
@@ -69,7 +73,8 @@ MILE_API const char *mile_iv_loss_name(mile_iv_loss variant);
 /* The batch loss from per-sample quantities, all [B] of one dtype: log_p = ln p(s),
  * log1m_p = ln(1 - p(s)), log_pi = ln pi_h(a_h | s) at the observed human action,
  * log_q = ln q(a_h, s) (read by `joint` only; may be NULL for the others), nu the
- * 0/1 intervention flags (any value other than 0 counts as 1). *out gets a new [3]
+ * 0/1 intervention flags (any other value, 2 or NaN say, is MILE_ERR_ARGUMENT naming the
+ * first such sample; lambda outside [0, 1] is MILE_ERR_ARGUMENT too). *out gets a new [3]
  * tensor (loss, j1, j2), differentiable in the four float inputs:
  *   paper:     j1 = mean_b -[nu ln p + (1-nu) ln(1-p)], j2 = mean over the samples
  *              with nu = 1 of -ln pi_h(a_h) (0 when there are none),
