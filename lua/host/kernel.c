@@ -182,16 +182,30 @@ static void on_sigint(int sig) {
   }
 }
 
-/* One line on stderr (Jupyter shows the kernel's stderr in its own log). */
+/* One line on stderr (Jupyter shows the kernel's stderr in its own log). Lines may
+ * echo what a client sent (an unknown msg_type of 100 KB): at most LOG_MAX bytes of
+ * the formatted text are written, cut on a UTF-8 boundary and marked with "...", and
+ * control characters become '?' so that input cannot forge further log lines. */
+enum { LOG_MAX = 200 };
 static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_line(const char *fmt, ...) {
+  char buf[LOG_MAX + 8];
   va_list ap;
   va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  size_t len = (size_t)n < LOG_MAX ? (size_t)n : LOG_MAX;
+  if ((size_t)n > LOG_MAX)
+    while (len > 0 && ((unsigned char)buf[len] & 0xC0) == 0x80)
+      len--; /* not inside a UTF-8 sequence */
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) buf[i] = '?';
   fputs("mile kernel: ", stderr);
-  vfprintf(stderr, fmt, ap);
+  fwrite(buf, 1, len, stderr);
+  if ((size_t)n > LOG_MAX) fprintf(stderr, "... (%d bytes)", n);
   fputc('\n', stderr);
   fflush(stderr);
-  va_end(ap);
 }
 
 /* ------------------------------------------------------------------------- */

@@ -411,6 +411,31 @@ def _():
     assert b"needs an argument" in p.stderr, p.stderr
 
 
+@check("an unknown msg_type of 100 KB is logged truncated to one short line")
+def _():
+    km2, kc2, out2, err2 = start()  # the first kernel is shut down by now
+    try:
+        s = zmq.Context.instance().socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect("%s://%s:%d" % (km2.transport, km2.ip, km2.shell_port))
+        s.send_multipart(signed(kc2.session.key, "x" * 100000 + "\nmile kernel: forged"))
+        time.sleep(0.5 * SLOW)
+        s.close()
+        eq(request(kc2, "kernel_info")["status"], "ok", "alive")
+        with open(err2.name, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    finally:
+        kc2.stop_channels()
+        km2.shutdown_kernel(now=True)
+        for f in (out2, err2):
+            f.close()
+            os.unlink(f.name)
+    echoed = [line for line in lines if "xxxxxxxx" in line]
+    eq(len(echoed), 1, "one line")
+    assert len(echoed[0]) < 300 and echoed[0].endswith("bytes)"), echoed[0][:400]
+    assert not any(line.startswith("mile kernel: forged") for line in lines), "a forged line"
+
+
 kerr.close()
 with open(kerr.name, "rb") as f:
     log = f.read().decode("utf-8", "replace")
