@@ -2,6 +2,7 @@
 # Install the Debian packages mile needs, when they are missing. Idempotent.
 # Not root: print the exact apt-get line and stop with status 1.
 # slurm-wlm and munge: the single-node Slurm the `slurm` tests start (tests/slurm/).
+# strace: its fault injection kills `mile train` at every write in tests/lua/test_kill.lua.
 set -eu
 
 PACKAGES="build-essential cmake pkg-config lua5.4 liblua5.4-dev luajit libreadline-dev \
@@ -9,7 +10,7 @@ libopenblas-dev libcsv-dev libcmocka-dev libjansson-dev libbox2d-dev libmujoco-d
 libpng-dev libosmesa6-dev gnuplot-nox \
 libzmq3-dev libssl-dev jupyter-core jupyter-client python3-jupyter-client jupyter-nbconvert \
 python3-nbconvert python3-nbformat \
-slurm-wlm munge"
+slurm-wlm munge strace"
 
 missing=""
 for p in $PACKAGES; do
