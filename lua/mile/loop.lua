@@ -647,6 +647,7 @@ function M.run(user, opts)
   if opts.resume then
     for _, p in ipairs(opts.plugins or {}) do plugins.load(p) end
     run = M.open(opts.resume, { overrides = opts.overrides, trust = opts.trust })
+    run.rundir:remove_temporaries() -- of writes a kill interrupted
   else
     local cfg = M.resolve(user, opts.overrides, opts.plugins)
     run = M.new_run(cfg)

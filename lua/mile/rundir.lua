@@ -66,6 +66,7 @@ function M.create(dir, cfg, records)
   local d = new(dir)
   if M.is_rundir(d.dir) then fail("%s already holds a run (resume it with --resume)", d.dir) end
   assert(sys.mkdir(d.dir))
+  d:remove_temporaries() -- of a creation killed before config.lua
   local manifest = {}
   for k, rec in ipairs(records or {}) do
     local text = rec.path and plugins.read(rec.path)
@@ -92,6 +93,31 @@ function M.open(dir)
       tostring(st.format or 1), M.FORMAT)
   end
   return d
+end
+
+-- Names of the temporary files of an interrupted atomic write (sys.write_atomic,
+-- the safetensors and CSV writers, mile.plot).
+local function is_temporary(name)
+  return name:match("%.tmp[%.%-][%d%-]+$") ~= nil or name:match("%.part%.%w+$") ~= nil
+end
+
+--- remove_temporaries(): delete what writes killed before their rename left behind
+--- (the run directory and its checkpoint directories); returns how many.
+function Dir:remove_temporaries()
+  local n = 0
+  local function sweep(dir, depth)
+    for _, name in ipairs(sys.listdir(dir) or {}) do
+      local path = dir .. "/" .. name
+      local kind = sys.stat(path)
+      if kind == "file" and is_temporary(name) then
+        if os.remove(path) then n = n + 1 end
+      elseif kind == "directory" and depth < 2 and (name == "checkpoints" or name:match("^round_%d+$")) then
+        sweep(path, depth + 1)
+      end
+    end
+  end
+  sweep(self.dir, 0)
+  return n
 end
 
 --- path(name) -> dir/name.

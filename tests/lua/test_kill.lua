@@ -1,0 +1,93 @@
+-- The commit protocol of a run survives a kill at any instruction that touches its
+-- files: `mile train` is killed (SIGKILL, by strace's fault injection) at every rename
+-- and at every write to a file of a short run, then resumed; each resumed run must end
+-- with the uninterrupted run's dataset.csv and metrics.csv (less the wall-clock column),
+-- with no temporary file left behind.
+local T = require "testing"
+local sys = require "mile.sys"
+
+local MILE = arg[-1]
+local tmp = os.tmpname()
+os.remove(tmp)
+assert(sys.mkdir(tmp))
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function sh(cmd)
+  local p = io.popen(("cd %s && %s 2>&1; echo \"#exit=$?\""):format(q(tmp), cmd))
+  local out = p:read("a")
+  p:close()
+  return tonumber(out:match("#exit=(%d+)%s*$")), out:gsub("#exit=%d+%s*$", "")
+end
+
+local function read(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function metrics(dir)
+  local lines = {}
+  for line in (read(dir .. "/metrics.csv") or ""):gmatch("[^\n]+") do lines[#lines + 1] = (line:gsub(",[^,]*$", "")) end
+  return lines
+end
+
+local SETTINGS = "--set episodes_per_round=1 --set epochs=1 --set batch_size=64 --set eval_episodes=1 "
+  .. "--set max_episode_steps=100 --set progress=false --set rounds=2 --set seed=1"
+local TRAIN = q(MILE) .. " train " .. SETTINGS .. " --dir "
+
+if sys.stat("/usr/bin/strace") ~= "file" then
+  T.test("kill at every write", function() T.skip("strace is not installed (scripts/setup-deps.sh installs it)") end)
+  T.run()
+  return
+end
+
+-- the uninterrupted run, and the syscalls to kill at
+local code, out = sh("strace -qq -e trace=rename,write -o trace.txt " .. TRAIN .. "ref")
+assert(code == 0, out)
+local renames, writes = 0, 0
+for line in (read(tmp .. "/trace.txt") or ""):gmatch("[^\n]+") do
+  if line:match("^rename%(") then renames = renames + 1 end
+  if line:match("^write%([3-9]") or line:match("^write%(%d%d") then writes = writes + 1 end -- files, not stdout/err
+end
+local want_dataset, want_metrics = read(tmp .. "/ref/dataset.csv"), metrics(tmp .. "/ref")
+
+local function leftovers(dir)
+  local p = io.popen(("find %s -name '*.tmp*' -o -name '*.part*'"):format(q(dir)))
+  local s = p:read("a")
+  p:close()
+  return s
+end
+
+-- kill at the n-th call of syscall `which`, then finish the run as a user would
+local function case(which, n)
+  local dir = ("%s-%d"):format(which, n)
+  local c, o = sh(("strace -qq -e trace=%s -e inject=%s:signal=SIGKILL:when=%d -o /dev/null %s%s"):format(which,
+    which, n, TRAIN, dir))
+  T.truthy(c ~= 0, ("%s #%d: the run was not killed: %s"):format(which, n, o))
+  if sys.stat(tmp .. "/" .. dir .. "/config.lua") == "file" then
+    c, o = sh(q(MILE) .. " train --resume " .. dir)
+  else -- killed before the run directory existed: start it again
+    c, o = sh(TRAIN .. dir)
+  end
+  T.eq(c, 0, ("%s #%d: %s"):format(which, n, o))
+  T.truthy(read(tmp .. "/" .. dir .. "/dataset.csv") == want_dataset, ("%s #%d: dataset.csv differs"):format(which, n))
+  T.eq(metrics(tmp .. "/" .. dir), want_metrics, ("%s #%d: metrics.csv"):format(which, n))
+  T.eq(leftovers(tmp .. "/" .. dir), "", ("%s #%d: temporary files left"):format(which, n))
+  os.execute("rm -rf " .. q(tmp .. "/" .. dir))
+end
+
+T.test(("killed at each of the %d renames, resumed"):format(renames), function()
+  T.truthy(renames >= 15, "a two-round run renames every file it commits")
+  for n = 1, renames do case("rename", n) end
+end)
+
+T.test(("killed at each of the %d writes to files, resumed"):format(writes), function()
+  T.truthy(writes >= 20)
+  for n = 1, writes do case("write", n) end
+end)
+
+T.run()
+os.execute("rm -rf " .. q(tmp))
