@@ -3,6 +3,8 @@
 # Not root: print the exact apt-get line and stop with status 1.
 # slurm-wlm and munge: the single-node Slurm the `slurm` tests start (tests/slurm/).
 # strace: its fault injection kills `mile train` at every write in tests/lua/test_kill.lua.
+# libwebsockets-dev: the HTTP + WebSocket server of `mile teleop`; chromium, chromium-driver,
+# python3-selenium: the headless browser that drives the teleop page in its tests (label browser).
 set -eu
 
 PACKAGES="build-essential cmake pkg-config lua5.4 liblua5.4-dev luajit libreadline-dev \
@@ -10,7 +12,8 @@ libopenblas-dev libcsv-dev libcmocka-dev libjansson-dev libbox2d-dev libmujoco-d
 libpng-dev libosmesa6-dev gnuplot-nox \
 libzmq3-dev libssl-dev jupyter-core jupyter-client python3-jupyter-client jupyter-nbconvert \
 python3-nbconvert python3-nbformat \
-slurm-wlm munge strace"
+slurm-wlm munge strace \
+libwebsockets-dev chromium chromium-driver python3-selenium"
 
 missing=""
 for p in $PACKAGES; do
