@@ -5,6 +5,7 @@
 # strace: its fault injection kills `mile train` at every write in tests/lua/test_kill.lua.
 # libwebsockets-dev: the HTTP + WebSocket server of `mile teleop`; chromium, chromium-driver,
 # python3-selenium: the headless browser that drives the teleop page in its tests (label browser).
+# clang-14, libclang-rt-14-dev: the libFuzzer harnesses of tests/fuzz/ (make fuzz, make fuzz-smoke).
 set -eu
 
 PACKAGES="build-essential cmake pkg-config lua5.4 liblua5.4-dev luajit libreadline-dev \
@@ -13,7 +14,8 @@ libpng-dev libosmesa6-dev gnuplot-nox \
 libzmq3-dev libssl-dev jupyter-core jupyter-client python3-jupyter-client jupyter-nbconvert \
 python3-nbconvert python3-nbformat \
 slurm-wlm munge strace \
-libwebsockets-dev chromium chromium-driver python3-selenium"
+libwebsockets-dev chromium chromium-driver python3-selenium \
+clang-14 libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do
