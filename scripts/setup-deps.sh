@@ -6,6 +6,7 @@
 # libwebsockets-dev: the HTTP + WebSocket server of `mile teleop`; chromium, chromium-driver,
 # python3-selenium: the headless browser that drives the teleop page in its tests (label browser).
 # clang-14, libclang-rt-14-dev: the libFuzzer harnesses of tests/fuzz/ (make fuzz, make fuzz-smoke).
+# luarocks: tests/install builds rockspecs/mile-scm-1.rockspec into a temporary tree.
 set -eu
 
 PACKAGES="build-essential cmake pkg-config lua5.4 liblua5.4-dev luajit libreadline-dev \
@@ -15,7 +16,7 @@ libzmq3-dev libssl-dev jupyter-core jupyter-client python3-jupyter-client jupyte
 python3-nbconvert python3-nbformat \
 slurm-wlm munge strace \
 libwebsockets-dev chromium chromium-driver python3-selenium \
-clang-14 libclang-rt-14-dev"
+clang-14 libclang-rt-14-dev luarocks"
 
 missing=""
 for p in $PACKAGES; do
