@@ -32,14 +32,22 @@ local Simulated = {}
 Simulated.__index = Simulated
 M.Simulated = Simulated
 
---- Simulated{expert=, mental=, cost=, scale=, discrete=, generator=, max_tries=10000, memory=, model=}
+--- Simulated{expert=, mental=, cost=, scale=, discrete=, generator=, max_tries=10000, memory=, model=,
+---           rule = "sample" | "argmax", shrink = false}
+--- rule "argmax" (discrete; the public MILE code's human): deterministic, the argmax over
+--- [pi_E(a) p(s) for each a, 1 - p(s)], taking over only when that is an action other
+--- than the robot's. shrink (continuous; the public code's human): the intervention
+--- action is drawn from N(p mu_E, (p sd_E)^2) instead of p(a | nu = 1, s).
 function M.Simulated(opts)
   for _, k in ipairs { "expert", "mental", "cost", "scale", "generator" } do
     if opts[k] == nil then error("human.Simulated: missing " .. k, 2) end
   end
   local self = setmetatable({ expert = opts.expert, mental = opts.mental, cost = opts.cost, scale = opts.scale,
     discrete = opts.discrete ~= false, gen = opts.generator, max_tries = opts.max_tries or 10000,
-    memory = opts.memory, intervention = opts.model or models.get("probit").build { role = "human" } }, Simulated)
+    memory = opts.memory, intervention = opts.model or models.get("probit").build { role = "human" },
+    rule = opts.rule or "sample", shrink = opts.shrink or false }, Simulated)
+  if self.rule ~= "sample" and self.rule ~= "argmax" then error("human.Simulated: rule must be sample or argmax", 2) end
+  if self.rule == "argmax" and not self.discrete then error("human.Simulated: rule argmax needs discrete actions", 2) end
   self:reset()
   return self
 end
@@ -61,26 +69,64 @@ function Simulated:probability(obs)
   return ag.no_grad(function() return self:model(obs:view { 1, -1 }:float()).logp:exp():item() end)
 end
 
+-- Whether the robot's action is one the expert would not take: another action than
+-- pi_E's mode (discrete), or outside pi_E's central 95% in some dimension (continuous).
+local function robot_wrong(e, robot_action)
+  if e.logits then
+    local _, best = e.logits:view { -1 }:max(1)
+    return math.tointeger(best:item()) - 1 ~= robot_action
+  end
+  local z = ((robot_action:view { 1, -1 }:to(e.mu:dtype()) - e.mu) * (-e.log_sd):exp()):abs():max():item()
+  return z > 1.96
+end
+M.robot_wrong = robot_wrong
+
+--- labels(obs [B, n]) -> what this human would do at each state: pi_E's mode ([B]
+--- action values, discrete; [B, D] means, continuous). The public code's MILE loss
+--- trains on these at every step.
+function Simulated:labels(obs)
+  return ag.no_grad(function()
+    local e = self.expert(obs)
+    if e.logits then
+      local _, idx = e.logits:max(2)
+      return idx:view { -1 }:to(e.logits:dtype()) - 1
+    end
+    return e.mu
+  end)
+end
+
 -- The memoryless decision of DESIGN.md section 1 (with the memory's shift m in the cost).
 local function decide(self, o, robot_action, e, m, shift)
+  e = e or self.expert(o)
   local model = self:model(o, shift and self.cost - shift or self.cost, e, m)
   local p = model.logp:exp():item()
-  if self.gen:uniform() >= p then return 0, robot_action, { p = p } end
+  local info = { p = p, robot_wrong = robot_wrong(e, robot_action) }
+  if self.rule == "argmax" then -- deterministic: argmax over [pi_E(a) p, 1 - p]
+    local top, best = e.logits:softmax(2):view { -1 }:max(1)
+    local a = math.tointeger(best:item()) - 1
+    if top:item() * p > 1 - p and a ~= robot_action then return 1, a, info end
+    return 0, robot_action, info
+  end
+  if self.gen:uniform() >= p then return 0, robot_action, info end
   if self.discrete then
     -- p(a | nu=1, s) ~ pi_E(a) q(a, s), in log space
     local a = self.gen:categorical((model.log_pi + model.log_q):softmax(2))
-    return 1, math.tointeger(a[1]), { p = p }
+    return 1, math.tointeger(a[1]), info
+  end
+  if self.shrink then -- the public code's continuous human: N(p mu_E, (p sd_E)^2)
+    local a = (e.mu + e.log_sd:exp() * T.randn(e.mu:shape(), self.gen, e.mu:dtype())) * p
+    return 1, a:view { -1 }, info
   end
   -- rejection from pi_E with acceptance q(a): expected 1/p tries
-  e = e or self.expert(o)
   local best, best_logq
   for _ = 1, self.max_tries do
     local a = e.mu + e.log_sd:exp() * T.randn(e.mu:shape(), self.gen, e.mu:dtype())
     local logq = model:logq(a):item()
-    if math.log(self.gen:uniform()) < logq then return 1, a:view { -1 }, { p = p } end
+    if math.log(self.gen:uniform()) < logq then return 1, a:view { -1 }, info end
     if not best_logq or logq > best_logq then best, best_logq = a, logq end
   end
-  return 1, best:view { -1 }, { p = p, rejection_exhausted = true }
+  info.rejection_exhausted = true
+  return 1, best:view { -1 }, info
 end
 
 function Simulated:decide(obs, robot_action)

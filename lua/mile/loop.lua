@@ -80,8 +80,26 @@ M.schema = {
   ["learner.memory"] = { type = "string", default = "none",
     doc = "the learner's memory model (mile.temporal: history, accumulator, gru) or none" },
   ["human.memory"] = { type = "string", default = "none", doc = "the simulated human's memory model, or none" },
-  ["human.mental"] = { type = "string", default = "initial", choices = { "initial", "lag", "noisy" },
-    doc = "human's mental model: the initial policy, the robot lagged by human.lag rounds, or noisy" },
+  ["human.mental"] = { type = "string", default = "initial", choices = { "initial", "accurate", "lag", "noisy" },
+    doc = "human's mental model: the initial policy, the robot's current policy (accurate), the robot lagged "
+      .. "by human.lag rounds, or noisy" },
+  ["human.rule"] = { type = "string", default = "sample", choices = { "sample", "argmax" },
+    doc = "sample: nu ~ Bernoulli(p), action ~ pi_E q / p; argmax (discrete; the public code): deterministic "
+      .. "argmax over [pi_E(a) p, 1 - p], only when it differs from the robot's action" },
+  ["human.shrink"] = { type = "boolean", default = false,
+    doc = "continuous (the public code): intervention actions from N(p mu_E, (p sd_E)^2)" },
+  demos = { type = "integer", default = nil, check = non_negative,
+    doc = "demonstration episodes every method gets: 0 or the cached count (default: all cached)" },
+  ["learner.mental_init"] = { type = "string", default = "warm", choices = { "warm", "random" },
+    doc = "the learner's mental model starts as the initial policy (warm) or random (the public code)" },
+  ["eval.select"] = { type = "string", default = "last", choices = { "last", "best" },
+    doc = "reported policy: the round's last, or the best of evaluations during training (the public code)" },
+  ["eval.every"] = { type = "integer", default = 100, check = positive,
+    doc = "eval.select=best: epochs between selection evaluations" },
+  ["eval.select_episodes"] = { type = "integer", default = 30, check = positive,
+    doc = "eval.select=best: episodes per selection evaluation (on the first evaluation states)" },
+  protocol = { type = "string", default = "mile", choices = { "mile", "public" },
+    doc = "public: the public MILE code's protocol (docs/reproduction.md); its keys cannot be set otherwise" },
   ["human.lag"] = { type = "integer", default = 1, check = non_negative,
     doc = "human.mental=lag: pihat is the policy that acted human.lag rounds ago (0: the current one)" },
   ["human.noise"] = { type = "number", default = 0.5, check = function(v) return v >= 0, "must be >= 0" end,
@@ -152,6 +170,22 @@ local function override_map(overrides)
   return map, order
 end
 
+--- The settings of protocol = "public": the public MILE code (sriramk117/mile-code), item
+--- by item (docs/reproduction.md). The ingredients are locked: a config that sets one
+--- otherwise is refused (switch them one at a time without the preset). The budget
+--- (rounds, episodes_per_round, epochs, batch_size, lr, eval.every, eval.select_episodes)
+--- is the public code's default and may be changed. Keys the run's schema lacks (loss.variant for a baseline) are left out.
+function M.public_preset(task)
+  local ingredients = {
+    demos = 0, ["learner.mental_init"] = "random", ["eval.select"] = "best",
+    ["human.rule"] = task.discrete and "argmax" or "sample", ["human.shrink"] = not task.discrete,
+    ["loss.variant"] = task.discrete and "public" or "paper",
+  }
+  local budget = { rounds = 20, episodes_per_round = 1, epochs = 300, batch_size = 1024, lr = 1e-4,
+    ["eval.every"] = 100, ["eval.select_episodes"] = 30 }
+  return ingredients, budget
+end
+
 --- schema_for(selection) -> the schema of a config that selects these entries: the
 --- protocol's keys and the keys of its method, models, memory models and schedule.
 function M.schema_for(sel)
@@ -214,6 +248,24 @@ function M.resolve(user, overrides, extra_plugins, opts)
   local schema = M.schema_for(sel)
   local sets = {}
   for _, k in ipairs(over_order) do if over[k] ~= nil then sets[#sets + 1] = k .. "=" .. over[k] end end
+  local protocol = over.protocol or flat.protocol
+  if protocol == "public" then -- a preset: its keys take its values, and nothing else
+    local preset, budget = M.public_preset(tasks.get(sel.env))
+    local given = config.resolve(schema, flat, sets, { explain = function() return nil end })
+    for k, v in pairs(budget) do
+      if over[k] == nil and flat[k] == nil then flat[k] = v end
+    end
+    for k, v in pairs(preset) do
+      if schema[k] then
+        local mine = over[k] ~= nil or flat[k] ~= nil
+        if mine and given[k] ~= v then
+          error(("config: '%s' = %s conflicts with protocol = public (which sets %s = %s)"):format(k,
+            tostring(given[k]), k, tostring(v)), 0)
+        end
+        if not mine then flat[k] = v end
+      end
+    end
+  end
   local cfg = config.resolve(schema, flat, sets, { explain = function(key)
     local owner = registry.owner(key)
     return owner and ("it belongs to %s, which this config does not use"):format(owner) or nil
@@ -316,7 +368,7 @@ local function make_human(run)
   if cfg["human.memory"] ~= "none" then memory = temporal.new(cfg["human.memory"], ctx) end
   return human.Simulated { expert = expert, mental = believe, memory = memory,
     model = models.get(cfg["human.model"]).build(ctx), cost = cfg["human.cost"], scale = cfg["human.scale"],
-    discrete = task.discrete, generator = run.gens.human }
+    discrete = task.discrete, generator = run.gens.human, rule = cfg["human.rule"], shrink = cfg["human.shrink"] }
 end
 
 local function new_dataset(task)
@@ -337,7 +389,13 @@ function M.new_run(cfg)
   run.eval_env = tasks.make_env(cfg.env)
   run.gens = generators(cfg.seed)
   run.policy = nn.load(initial)
-  run.mental = nn.load(initial) -- the learner's warm-start mental model
+  if cfg["learner.mental_init"] == "random" then -- the public code drops its warm start
+    local task = run.task
+    run.mental = policy.new { obs_dim = task.obs_dim, discrete = task.discrete, n_actions = task.n_actions,
+      action_dim = task.action_dim, hidden = task.hidden, generator = T.Generator(cfg.seed * 1000 + 5) }
+  else
+    run.mental = nn.load(initial) -- the learner's warm-start mental model
+  end
   run.opt_policy = optim.Adam(run.policy:parameters(), { lr = cfg.lr })
   run.opt_mental = optim.Adam(run.mental:parameters(), { lr = cfg.lr })
   run.human = make_human(run)
@@ -351,13 +409,29 @@ function M.new_run(cfg)
     end
   end
   run.dataset = new_dataset(run.task)
-  local demos = assert(io_.load_safetensors(M.policy_file(cfg, "demos")))
-  run.demos = { obs = demos.obs, actions = demos.actions }
+  local demos, meta = io_.load_safetensors(M.policy_file(cfg, "demos"))
+  if not demos then fail(meta) end
+  local cached = tonumber(meta.episodes)
+  if cfg.demos == 0 then -- no demonstrations (the public code's MILE)
+    local A = run.task.discrete and {} or { run.task.action_dim }
+    run.demos = { obs = T.zeros { 0, run.task.obs_dim }, actions = T.zeros({ 0, table.unpack(A) }) }
+  elseif cfg.demos == nil or cfg.demos == cached then
+    run.demos = { obs = demos.obs, actions = demos.actions }
+  else
+    fail(("demos = %d: the cached demonstrations of %s are %s episodes; use 0 or %s"):format(cfg.demos, cfg.env,
+      tostring(cached), tostring(cached)))
+  end
   run.method = methods.get(cfg.method)
   return run
 end
 
 -- ---- one round -------------------------------------------------------------------------------
+
+-- Binary entropy in bits.
+local function h2(p)
+  if p <= 0 or p >= 1 then return 0 end
+  return -(p * math.log(p) + (1 - p) * math.log(1 - p)) / math.log(2)
+end
 
 -- On a terminal, one line that rewrites itself while a round runs (plain per-round
 -- lines otherwise, and nothing when progress is off).
@@ -371,7 +445,8 @@ end
 -- Robot rollouts with the human watching; appends to the dataset.
 function Run:collect(round)
   local cfg, env = self.cfg, self.env
-  local stats = { steps = 0, interventions = 0, p_sum = 0, returns = 0, successes = 0, human_cost_sum = 0 }
+  local stats = { steps = 0, interventions = 0, p_sum = 0, h_sum = 0, returns = 0, successes = 0, human_cost_sum = 0,
+    wrong = { [0] = 0, [1] = 0 }, judged = { [0] = 0, [1] = 0 } }
   local first_row = self.dataset:size() + 1
   local schedule = self.schedule and self.schedule.has_step and self.schedule or nil
   for k = 1, cfg.episodes_per_round do
@@ -391,6 +466,11 @@ function Run:collect(round)
         success = step_info.success, p = info.p }
       stats.steps, stats.interventions = stats.steps + 1, stats.interventions + nu
       stats.p_sum, stats.returns = stats.p_sum + info.p, stats.returns + reward
+      stats.h_sum = stats.h_sum + h2(info.p)
+      if info.robot_wrong ~= nil then
+        stats.judged[nu] = stats.judged[nu] + 1
+        if info.robot_wrong then stats.wrong[nu] = stats.wrong[nu] + 1 end
+      end
       local hc = self.human.cost
       stats.human_cost_sum = stats.human_cost_sum + (type(hc) == "number" and hc or 0 / 0)
       if schedule then
@@ -441,13 +521,31 @@ end
 
 M.metric_columns = { "round", "episodes", "steps", "interventions", "interventions_total", "intervention_rate",
   "predicted_rate", "observed_p", "success", "return", "length", "j1", "j2", "loss", "train_steps", "learner_cost",
-  "human_cost", "seconds" }
+  "human_cost", "nu_bits_per_step", "p_wrong_given_nu", "p_wrong_given_no_nu", "seconds" }
+
+
+--- nu_bits(sum_p, sum_h, n) -> the information nu carries about the state, in bits per
+--- step: I(nu; S) = H(E p) - E H(p(s)) over the round's n states (p(s): the human's own
+--- p; sum_h: the sum of the binary entropies H(p(s))).
+function M.nu_bits(sum_p, sum_h, n)
+  if n == 0 then return 0 / 0 end
+  return h2(sum_p / n) - sum_h / n
+end
 
 -- human.mental = "lag": the human believes the robot acts as the policy that acted
--- human.lag rounds before this one (round k's policy is checkpoint k - 1; 0 = initial).
+-- human.lag rounds before this one (round k's policy is checkpoint k - 1; 0 = initial);
+-- "accurate": lag 0, the robot that acts in this round (the paper's assumption).
+local function mental_lag(cfg)
+  local m = cfg["human.mental"]
+  if m == "accurate" then return 0 end
+  if m == "lag" then return cfg["human.lag"] end
+  return nil
+end
+
 function Run:lag_mental(round)
-  if self.cfg["human.mental"] ~= "lag" then return end
-  local k = round - 1 - self.cfg["human.lag"]
+  local lag = mental_lag(self.cfg)
+  if not lag then return end
+  local k = round - 1 - lag
   local sd
   if k <= 0 then
     sd = nn.load(M.policy_file(self.cfg, "initial")):state_dict()
@@ -467,6 +565,31 @@ function Run:mean_learner_cost(first, last)
   for i = first, last do idx[#idx + 1] = i end
   local v = schedules.cost_at(c, idx, self.dataset:column("obs"):index_select(1, idx))
   return type(v) == "number" and v or v:mean():item()
+end
+
+-- The round's training: the method's steps; with eval.select = "best" in chunks of
+-- eval.every epochs, each followed by an evaluation on the first eval.select_episodes
+-- evaluation states, the best policy kept (the public code's optimistic selection).
+function Run:train_round(round)
+  local ctx = methods.context(self, round)
+  self:status("training (%s, %d steps)", self.cfg.method, ctx.steps)
+  if self.cfg["eval.select"] ~= "best" or ctx.steps == 0 then return self.method.train(ctx) end
+  local total, per_epoch = ctx.steps, ctx.steps / math.max(self.cfg.epochs, 1)
+  local chunk = math.max(1, math.floor(per_epoch * self.cfg["eval.every"] + 0.5))
+  local done, sums, best, best_sd = 0, { loss = 0, j1 = 0, j2 = 0 }, -math.huge, nil
+  while done < total do
+    ctx.steps = math.min(chunk, total - done)
+    local out = self.method.train(ctx)
+    for k in pairs(sums) do sums[k] = sums[k] + (out[k] or 0 / 0) * out.steps end
+    done = done + ctx.steps
+    local ev = self:evaluate(self.cfg["eval.select_episodes"])
+    if ev.success + 1e-9 * ev["return"] > best then
+      best, best_sd = ev.success + 1e-9 * ev["return"], {}
+      for k, v in pairs(self.policy:state_dict()) do best_sd[k] = v:clone() end
+    end
+  end
+  self.policy:load_state_dict(best_sd)
+  return { steps = total, loss = sums.loss / total, j1 = sums.j1 / total, j2 = sums.j2 / total }
 end
 
 function Run:do_round(round)
@@ -493,15 +616,13 @@ function Run:do_round(round)
   schedule:update(stats)
   self.learner_cost = schedule:learner_cost(round, stats)
   self.last_stats = stats
-  local ctx = methods.context(self, round)
-  self:status("training (%s, %d steps)", self.cfg.method, ctx.steps)
-  local train = self.method.train(ctx)
-  if self.cfg["human.mental"] == "lag" then
+  local train = self:train_round(round)
+  if mental_lag(self.cfg) then
     self.policy_snapshots = self.policy_snapshots or {}
     local sd = {}
     for k, v in pairs(self.policy:state_dict()) do sd[k] = v:clone() end
     self.policy_snapshots[round] = sd
-    self.policy_snapshots[round - self.cfg["human.lag"] - 2] = nil
+    self.policy_snapshots[round - mental_lag(self.cfg) - 2] = nil
   end
   self:status("evaluating %d episodes", self.cfg.eval_episodes)
   local ev = self:evaluate(self.cfg.eval_episodes)
@@ -513,6 +634,9 @@ function Run:do_round(round)
     observed_p = c.p_sum / math.max(c.steps, 1), success = ev.success, ["return"] = ev["return"],
     length = ev.length, j1 = train.j1 or 0 / 0, j2 = train.j2 or 0 / 0, loss = train.loss or 0 / 0,
     train_steps = train.steps, learner_cost = self:mean_learner_cost(first, last), human_cost = stats.human_cost,
+    nu_bits_per_step = M.nu_bits(c.p_sum, c.h_sum, c.steps),
+    p_wrong_given_nu = c.judged[1] > 0 and c.wrong[1] / c.judged[1] or 0 / 0,
+    p_wrong_given_no_nu = c.judged[0] > 0 and c.wrong[0] / c.judged[0] or 0 / 0,
     seconds = sys.monotonic() - t0,
   }
   self.metrics[#self.metrics + 1] = row

@@ -33,8 +33,9 @@
 --                    their dataset rows, for per-row costs and memory), differentiable
 --   ctx:memory_batch() -> model, nu, human_action: a minibatch of episode segments
 --                    trained through time (when ctx.memory)
---   ctx:clone(sample) -> runs ctx.steps behaviour-cloning steps on sample(generator) ->
---                    obs, actions; returns {steps, loss}
+--   ctx:clone(sample, n) -> runs ctx.steps behaviour-cloning steps on sample(generator) ->
+--                    obs, actions over a pool of n samples (none: no step); returns {steps, loss}
+--   ctx:human_labels(obs) -> the simulated human's action at each state (pi_E's mode)
 local T = require "mile.tensor"
 local policy = require "mile.policy"
 local registry = require "mile.registry"
@@ -110,11 +111,20 @@ function Context:learner_model(obs, rows)
   return M.learner_model(self._run, obs, rows)
 end
 
+--- human_labels(obs) -> what the (simulated) human would do at each state (its
+--- labels(obs): pi_E's mode), for the public code's loss; an error for a human without.
+function Context:human_labels(obs)
+  local h = self._run.human
+  if not (h and h.labels) then error("methods: this run's human gives no labels (human_labels)", 2) end
+  return h:labels(obs)
+end
+
 function Context:memory_batch()
   return temporal.train_batch(self._run, self.generator, self.batch_size)
 end
 
-function Context:clone(sample)
+function Context:clone(sample, n)
+  if n == 0 then return { steps = 0 } end -- nothing to clone (no demos, no interventions)
   local last
   for _ = 1, self.steps do
     local obs, actions = sample(self.generator)

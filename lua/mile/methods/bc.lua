@@ -10,6 +10,6 @@ return methods.register {
     return ctx:clone(function()
       local idx = ctx:draw(n)
       return d.obs:index_select(1, idx), d.actions:index_select(1, idx)
-    end)
+    end, n)
   end,
 }

@@ -15,6 +15,6 @@ return methods.register {
     return ctx:clone(function()
       local idx = ctx:draw(n)
       return obs:index_select(1, idx), labels:index_select(1, idx)
-    end)
+    end, n)
   end,
 }

@@ -25,6 +25,6 @@ return methods.register {
         idx[i] = pool[gen:integer(#pool)]
       end
       return obs:index_select(1, idx), labels:index_select(1, idx)
-    end)
+    end, #human_rows + #robot_rows)
   end,
 }

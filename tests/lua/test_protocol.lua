@@ -1,0 +1,162 @@
+-- The public MILE code's protocol (protocol = "public", docs/reproduction.md) and its
+-- ingredients, each checked against an independent computation; the information
+-- metrics of metrics.csv.
+local T = require "testing"
+local tensor = require "mile.tensor"
+local ag = require "mile.autograd"
+local loop = require "mile.loop"
+local human = require "mile.human"
+local sys = require "mile.sys"
+
+local tmp = os.tmpname()
+os.remove(tmp)
+assert(sys.mkdir(tmp))
+
+local SHORT = { env = "LunarLander-v3", rounds = 2, episodes_per_round = 1, epochs = 2, batch_size = 64,
+  eval_episodes = 3, max_episode_steps = 200, progress = false, seed = 4 }
+local function with(set)
+  local c = {}
+  for k, v in pairs(SHORT) do c[k] = v end
+  for k, v in pairs(set) do c[k] = v end
+  return c
+end
+local n_runs = 0
+local function run(set)
+  n_runs = n_runs + 1
+  return loop.run(with(set), { dir = ("%s/run%d"):format(tmp, n_runs) })
+end
+
+T.test("the public preset sets its ingredients and refuses a conflicting key, naming both", function()
+  local cfg = loop.resolve { protocol = "public" }
+  T.eq({ cfg.demos, cfg["human.rule"], cfg["learner.mental_init"], cfg["eval.select"], cfg["loss.variant"], cfg.rounds,
+    cfg.epochs, cfg.batch_size, cfg.lr }, { 0, "argmax", "random", "best", "public", 20, 300, 1024, 1e-4 })
+  local d = loop.resolve { protocol = "public", env = "drawer-open-v3" }
+  T.eq({ d["human.rule"], d["human.shrink"], d["loss.variant"] }, { "sample", true, "paper" })
+  T.raises(function() loop.resolve({ protocol = "public" }, { "human.rule=sample" }) end,
+    "'human.rule' = sample conflicts with protocol = public %(which sets human.rule = argmax%)")
+  T.raises(function() loop.resolve { protocol = "public", demos = 3 } end, "'demos' = 3 conflicts with protocol = public")
+  T.eq(loop.resolve({ protocol = "public" }, { "rounds=3" }).rounds, 3, "the budget may change")
+  T.eq(loop.resolve { protocol = "public", method = "hg_dagger" }["loss.variant"], nil, "no key the method lacks")
+end)
+
+-- a discrete simulated human with fixed expert and mental logits
+local function toy(rule, expert_logits, mental_logits, cost)
+  return human.Simulated { expert = function() return { logits = tensor.from { expert_logits } } end,
+    mental = function() return { logits = tensor.from { mental_logits } } end, cost = cost, scale = 1,
+    generator = tensor.Generator(1), rule = rule }
+end
+
+T.test("the argmax human: deterministic argmax over [pi_E(a) p, 1 - p], never the robot's action", function()
+  local Phi = require("reference_math").Phi
+  local obs = tensor.zeros { 8 }
+  for _, case in ipairs {
+    { e = { 3, 0, 0, 0 }, m = { 0, 0, 0, 3 }, c = 0 }, { e = { 3, 0, 0, 0 }, m = { 3, 0, 0, 0 }, c = 3 },
+    { e = { 0, 2, 1, 0 }, m = { 0, 0, 0, 4 }, c = 1 }, { e = { 1, 1.2, 0.9, 1 }, m = { 1, 1, 1, 1 }, c = 0.5 } } do
+    -- p(s) in float64, independently: E_{a~pi_E} Phi(Delta(a) - c)
+    local z, pe, pm = 0, {}, {}
+    for a = 1, 4 do z = z + math.exp(case.e[a]) end
+    for a = 1, 4 do pe[a] = math.exp(case.e[a]) / z end
+    local zm = 0
+    for a = 1, 4 do zm = zm + math.exp(case.m[a]) end
+    local mean = 0
+    for a = 1, 4 do pm[a] = math.exp(case.m[a]) / zm; mean = mean + pm[a] * math.log(pe[a]) end
+    local p, best = 0, 1
+    for a = 1, 4 do
+      p = p + pe[a] * Phi(math.log(pe[a]) - mean - case.c)
+      if pe[a] > pe[best] then best = a end
+    end
+    for robot = 0, 3 do
+      local h = toy("argmax", case.e, case.m, case.c)
+      local nu, a, info = h:decide(obs, robot)
+      T.near(info.p, p, 1e-5)
+      local want = (pe[best] * p > 1 - p and best - 1 ~= robot) and 1 or 0
+      T.eq({ nu, a }, { want, want == 1 and best - 1 or robot }, ("case %s robot %d"):format(T.show(case.e), robot))
+      T.eq({ h:decide(obs, robot) }, { nu, a, info }, "deterministic")
+    end
+  end
+end)
+
+T.test("the shrunk continuous human acts from N(p mu_E, (p sd_E)^2)", function()
+  local mu, log_sd = tensor.from { { 0.8, -0.4 } }, tensor.from { { math.log(0.3), math.log(0.5) } }
+  local h = human.Simulated { expert = function() return { mu = mu, log_sd = log_sd } end,
+    mental = function() return { mu = tensor.from { { 0, 0 } }, log_sd = tensor.from { { 0, 0 } } } end,
+    cost = -2, scale = 1, discrete = false, generator = tensor.Generator(2), shrink = true }
+  local n, sum, sq, got, p = 4000, { 0, 0 }, { 0, 0 }, 0, nil
+  for _ = 1, n do
+    local nu, a, info = h:decide(tensor.zeros { 3 }, tensor.from { 0, 0 })
+    p = info.p
+    if nu == 1 then
+      got = got + 1
+      for d = 1, 2 do sum[d], sq[d] = sum[d] + a[d], sq[d] + a[d] ^ 2 end
+    end
+  end
+  T.truthy(got > 1000, "it intervenes")
+  local m_mu, m_sd = { 0.8 * p, -0.4 * p }, { 0.3 * p, 0.5 * p }
+  for d = 1, 2 do
+    local mean = sum[d] / got
+    local sd = math.sqrt(sq[d] / got - mean ^ 2)
+    T.near(mean, m_mu[d], 4 * m_sd[d] / math.sqrt(got), "mean " .. d)
+    T.near(sd, m_sd[d], 0.05 * m_sd[d] + 0.01, "sd " .. d)
+  end
+end)
+
+T.test("nu_bits_per_step and P(robot wrong | nu) agree with the recorded data", function()
+  local r = run { ["human.mental"] = "accurate" }
+  local ds = r.dataset
+  local p, nu = ds:column("p", "float64"):totable(), ds:column("nu"):totable()
+  local first = 1
+  for k, row in ipairs(r.metrics) do
+    local last = first + row.steps - 1
+    local mean_p, mean_h = 0, 0
+    for i = first, last do
+      local q = p[i]
+      mean_p = mean_p + q / row.steps
+      if q > 0 and q < 1 then mean_h = mean_h - (q * math.log(q, 2) + (1 - q) * math.log(1 - q, 2)) / row.steps end
+    end
+    local hp = -(mean_p * math.log(mean_p, 2) + (1 - mean_p) * math.log(1 - mean_p, 2))
+    T.near(row.nu_bits_per_step, hp - mean_h, 1e-5, "round " .. k)
+    T.truthy(row.p_wrong_given_nu >= 0 and row.p_wrong_given_nu <= 1)
+    first = last + 1
+  end
+end)
+
+T.test("loss.variant = public trains on the human's label at every step", function()
+  local r = loop.new_run(loop.resolve(with { ["loss.variant"] = "public", ["human.rule"] = "argmax" }))
+  r:collect(1)
+  local methods = require "mile.methods"
+  local ctx = methods.context(r, 1)
+  local cols = ctx:columns()
+  local rows = {}
+  for i = 1, math.min(50, r.dataset:size()) do rows[i] = i end
+  local obs = cols.obs:index_select(1, rows)
+  local labels = ctx:human_labels(obs):totable()
+  -- independent: -mean ln softmax(policy logits)[label], label = human action on nu = 1
+  local logits = ag.no_grad(function() return r.policy(obs).logits end):to("float64"):totable()
+  local nu, ah = cols.nu:index_select(1, rows):totable(), cols.human_action:index_select(1, rows):totable()
+  local j2 = 0
+  for i, l in ipairs(logits) do
+    local z = 0
+    for _, x in ipairs(l) do z = z + math.exp(x) end
+    local a = nu[i] == 1 and ah[i] or labels[i]
+    j2 = j2 - (l[math.tointeger(a) + 1] - math.log(z)) / #rows
+  end
+  local model = methods.learner_model(r, obs, rows)
+  local got = -model:log_pi_at(tensor.where(cols.nu:index_select(1, rows):ne(0),
+    cols.human_action:index_select(1, rows), ctx:human_labels(obs))):mean():item()
+  T.near(got, j2, 1e-5)
+end)
+
+T.test("demos: 0 or the cached count; eval.select = best never reports worse than the last policy", function()
+  local none = run { demos = 0 }
+  T.eq(#none.metrics, 2)
+  T.raises(function() run { demos = 2 } end, "demos = 2: the cached demonstrations of LunarLander%-v3 are 3 episodes")
+  local last = run { ["eval.every"] = 1, ["eval.select_episodes"] = 3 }
+  local best = run { ["eval.select"] = "best", ["eval.every"] = 1, ["eval.select_episodes"] = 3 }
+  for k = 1, 2 do T.truthy(best.metrics[k].success >= last.metrics[1].success - 1, "runs") end
+  T.truthy(best.metrics[1].success >= last.metrics[1].success, "round 1: the best of the chunks >= the last chunk")
+  local random = run { ["learner.mental_init"] = "random" }
+  T.truthy(random.metrics[1].predicted_rate > 0.05, "a random mental model predicts interventions from the start")
+end)
+
+T.run()
+os.execute("rm -rf " .. tmp)
