@@ -283,6 +283,9 @@ static mile_status check_entry(const source *src, const char *name, json_t *valu
   if (!offsets) return bad(src, name, "missing key 'data_offsets'");
 
   if (!json_is_string(dtype)) return bad(src, name, "dtype is not a string");
+  /* "F32\u0000x" must not pass as "F32" */
+  if (memchr(json_string_value(dtype), 0, json_string_length(dtype)))
+    return bad(src, name, "dtype contains a NUL byte (\\u0000)");
   int fd = find_dtype(json_string_value(dtype));
   if (fd < 0) {
     char pbuf[256];
@@ -389,9 +392,16 @@ static mile_status take_metadata(const source *src, json_t *meta, mile_safetenso
   const char *key;
   json_t *value;
   json_object_foreach(meta, key, value) {
+    char msg[512], pbuf[256];
     if (!json_is_string(value)) {
-      char msg[512], pbuf[256];
       snprintf(msg, sizeof msg, "__metadata__ value of '%s' is not a string", printable(key, false, pbuf, sizeof pbuf));
+      return bad(src, NULL, msg);
+    }
+    /* the header is parsed with JSON_ALLOW_NUL so that this can name the key: the
+     * handle hands out C strings, which would end at the NUL */
+    if (memchr(json_string_value(value), 0, json_string_length(value))) {
+      snprintf(msg, sizeof msg, "__metadata__ value of '%s' contains a NUL byte (\\u0000), which mile cannot "
+               "return without cutting the value", printable(key, false, pbuf, sizeof pbuf));
       return bad(src, NULL, msg);
     }
   }
@@ -474,7 +484,9 @@ static mile_status read_all(const source *src, mile_safetensors **out) {
     return bad(src, NULL, "header does not start with '{' (not a JSON object)");
   }
   json_error_t jerr;
-  json_t *root = json_loadb(header, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+  /* NUL is allowed in string values here only to refuse it below with the key named
+   * (jansson always refuses it in keys) */
+  json_t *root = json_loadb(header, (size_t)hlen, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
   free(header);
   if (!root) {
     snprintf(msg, sizeof msg, "header is not valid JSON (byte %d: %.120s)", jerr.position, jerr.text);

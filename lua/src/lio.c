@@ -65,7 +65,7 @@ static int named_cmp(const void *a, const void *b) {
 }
 
 /* Count the entries of the table at idx; raise unless every key is a string without
- * zero bytes (and, for metadata, every value a string). */
+ * zero bytes (and, for metadata, every value a string without zero bytes). */
 static lua_Integer check_string_keys(lua_State *L, int idx, const char *path, const char *what, bool string_values) {
   lua_Integer n = 0;
   lua_pushnil(L);
@@ -78,6 +78,11 @@ static lua_Integer check_string_keys(lua_State *L, int idx, const char *path, co
     if (string_values && lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "save_safetensors: %s: metadata must map strings to strings ('%s' holds a %s)", path, key,
                  luaL_typename(L, -1));
+    size_t vlen = 0;
+    const char *value = string_values ? lua_tolstring(L, -1, &vlen) : NULL;
+    if (value && memchr(value, 0, vlen)) /* C would cut it there */
+      luaL_error(L, "save_safetensors: %s: metadata value of '%s' contains a zero byte (refused: it would be cut "
+                 "at the zero)", path, key);
     if (!string_values && !lmile_to_tensor(L, -1))
       luaL_error(L, "save_safetensors: %s: '%s' is a %s, not a tensor", path, key, luaL_typename(L, -1));
     if (++n > INT32_MAX / 8) luaL_error(L, "save_safetensors: %s: too many %s entries", path, what);

@@ -452,6 +452,26 @@ static void test_bad_headers(void **state) {
 #undef ENTRY
 }
 
+/* A NUL (\u0000) in a string value would be cut where the handle hands out C strings:
+ * refused, with the key named, instead of read back as a shorter value. */
+static void test_nul_in_strings(void **state) {
+  (void)state;
+  unsigned char z[4] = {0};
+  expect_bad_header("{\"__metadata__\":{\"ok\":\"v\",\"k\":\"ab\\u0000cd\"}}", NULL, 0,
+                    "__metadata__ value of 'k' contains a NUL byte");
+  expect_bad_header("{\"__metadata__\":{\"k\":\"\\u0000\"}}", NULL, 0, "value of 'k' contains a NUL");
+  expect_bad_header("{\"w\":{\"dtype\":\"F32\\u0000x\",\"shape\":[1],\"data_offsets\":[0,4]}}", z, 4,
+                    "tensor 'w': dtype contains a NUL byte");
+  /* other escapes still load, and nothing is cut */
+  size_t n;
+  unsigned char *file = assemble("{\"__metadata__\":{\"k\":\"a\\u0001b\\\"c\"}}", NULL, 0, &n);
+  mile_safetensors *st;
+  OK(mile_safetensors_parse(&st, file, n, "ok.safetensors"));
+  assert_string_equal(mile_safetensors_metadata_get(st, "k"), "a\x01" "b\"c");
+  mile_safetensors_free(st);
+  free(file);
+}
+
 static void test_bad_lengths(void **state) {
   (void)state;
   mile_safetensors *st;
@@ -721,6 +741,7 @@ int main(void) {
       cmocka_unit_test(test_hand_written_file),
       cmocka_unit_test(test_half_dtypes_convert_to_float32),
       cmocka_unit_test(test_bad_headers),
+      cmocka_unit_test(test_nul_in_strings),
       cmocka_unit_test(test_bad_lengths),
       cmocka_unit_test(test_truncated_files),
       cmocka_unit_test(test_fuzz_byte_flips),

@@ -198,6 +198,25 @@ T.test("misuse of save_safetensors raises, naming the file", function()
   os.remove(dir)
 end)
 
+T.test("a metadata value with a zero byte is refused at write and at read, naming the key", function()
+  local path = temp_path()
+  -- once written as "ab" without a word
+  local msg = T.raises(function() mio.save_safetensors(path, {}, { ok = "v", k = "ab\0cd" }) end,
+    "metadata value of 'k' contains a zero byte")
+  T.truthy(msg:find(path, 1, true), msg)
+  T.eq(io.open(path, "rb"), nil, "nothing written")
+  -- a file written elsewhere with \u0000 in a value
+  write_bytes(path, assemble('{"__metadata__":{"k":"ab\\u0000cd"}}'))
+  T.raises(function() mio.load_safetensors(path) end, "__metadata__ value of 'k' contains a NUL byte")
+  -- every other byte survives the round trip
+  local all = {}
+  for b = 1, 127 do all[#all + 1] = string.char(b) end
+  assert(mio.save_safetensors(path, {}, { k = table.concat(all) }))
+  local _, meta = assert(mio.load_safetensors(path))
+  T.eq(meta.k, table.concat(all))
+  os.remove(path)
+end)
+
 T.test("json_encode / json_decode keep integers, floats, nesting and order", function()
   local v = { type = "MLP", args = { { input = 8, hidden = { 256, 256 }, eps = 1e-8, scale = 1.0 } }, n = 1,
               flag = true, off = false, name = "é\"\n" }

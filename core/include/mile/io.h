@@ -62,8 +62,9 @@ MILE_API mile_status mile_safetensors_save(const char *path, int32_t count, cons
  *
  * Checked: the file is a regular file of at least 8 bytes; the header length is at
  * most MILE_SAFETENSORS_MAX_HEADER and fits in the file; the header is valid UTF-8
- * JSON (no duplicate keys, no NUL) whose top level is an object; "__metadata__", if
- * present, is an object of strings; every other entry is an object with exactly the
+ * JSON (no duplicate keys) whose top level is an object; "__metadata__", if
+ * present, is an object of strings without NUL (a "\u0000" in a value is an error
+ * naming the key, not a value cut short); every other entry is an object with exactly the
  * keys "dtype" (a supported dtype), "shape" (at most MILE_MAX_DIMS non-negative
  * integers) and "data_offsets" ([begin, end], integers, begin <= end); end - begin
  * equals numel * element size; the tensors cover the data section exactly (sorted
