@@ -3,6 +3,7 @@
 --- (local processes here), resumable, aggregated into one table with 95% intervals.
 --
 --   mile batch scripts/batches/lambda_sweep.lua [--out DIR] [--workers N]
+--   mile batch scripts/batches/lambda_sweep.lua --backend slurm [--partition P] [--detach]
 --
 --   local batch = require "mile.batch"
 --   local spec = batch.load_spec("scripts/batches/lambda_sweep.lua")
@@ -17,6 +18,8 @@
 --                                                 -- any other axis: tables of settings
 --   axes   = { "loss.lambda", "cost" }            -- axis order (default: sorted names)
 --   seeds  = { 0, 1, 2 }                          -- default {0}
+--   backend = "slurm", slurm = { partition = "cpu", time = "2:00:00", ... }
+--                                                 -- where jobs run (default "local")
 --
 -- Jobs are the grid's cells x seeds. The batch directory (default runs/<name>) holds
 -- base.lua (the base config), batch.lua (the plan: cells, jobs, settings), jobs/<id>/
@@ -40,10 +43,19 @@
 --                           a process of an earlier, killed driver still working on job
 --                           (the batch waits for it instead of starting a second one);
 --                           optional
--- M.backends["local"] runs processes on this machine; a cluster scheduler is another
--- table of the same shape (submit writes and queues a job script, poll reads the
--- queue or an exit-status file), given as batch.run(spec, {backend = ...}) or
--- registered in M.backends.
+--   submit_all(self, jobs) -> handles
+--                           optional: start all of them at once (a scheduler's job
+--                           array; each job also has `index`, its place in the plan);
+--                           `workers` is then the scheduler's business
+--   check(self)             optional: raise a clear error when the backend cannot work
+--                           (a missing tool, an unreachable scheduler), before anything
+--                           is written or submitted
+--   states(self) -> {[job id] = {state, slurm, elapsed, reason}}   optional (--status)
+--   cancel_all(self) -> ids optional (--cancel)
+--   keep_on_interrupt       true: an interrupted driver leaves the jobs running
+-- M.backends["local"] runs processes on this machine, M.backends.slurm job arrays on a
+-- Slurm cluster (mile.batch.slurm); another backend is a table of the same shape, given
+-- as batch.run(spec, {backend = ...}) or registered in M.backends.
 local sys = require "mile.sys"
 local config = require "mile.config"
 local rundir = require "mile.rundir"
@@ -134,7 +146,7 @@ end
 -- ---- specs and plans -------------------------------------------------------------------------
 
 local SPEC_KEYS = { name = true, base = true, set = true, grid = true, axes = true, seeds = true, workers = true,
-  out = true }
+  out = true, backend = true, slurm = true }
 
 --- load_spec(path) -> the spec table (spec.path and spec.dir set).
 function M.load_spec(path)
@@ -201,7 +213,8 @@ end
 function M.plan(spec, overrides, extra_plugins)
   for k in pairs(spec) do
     if not SPEC_KEYS[k] and k ~= "path" and k ~= "dir" then
-      error(("batch: unknown spec key '%s' (known: base, set, grid, axes, seeds, name, workers, out)"):format(k), 0)
+      error(("batch: unknown spec key '%s' (known: base, set, grid, axes, seeds, name, workers, out, backend, " ..
+        "slurm)"):format(k), 0)
     end
   end
   if type(spec.name) ~= "string" or spec.name == "" then error("batch: spec.name must be a non-empty string", 0) end
@@ -365,6 +378,11 @@ M.backends["local"] = function(opts)
   return b
 end
 
+--- backends.slurm{out=, name=, slurm = {partition=, time=, cpus=, mem=, account=, qos=,
+-- max_running=, sbatch_flags=, prologue=}}: one Slurm job array per submission
+-- (mile.batch.slurm).
+M.backends.slurm = function(opts) return require("mile.batch.slurm").new(opts) end
+
 -- ---- running a batch -------------------------------------------------------------------------
 
 -- A data file of a batch or run directory (nil when absent or unreadable).
@@ -495,22 +513,46 @@ local function read_jobs_csv(out)
   return info
 end
 
---- run(spec, {out=, workers=, backend=, mile=, set=, plugins=, poll=0.1, quiet=, dry_run=}) -> summary
+-- The backend of a batch: opts.backend (a name or an object), else spec.backend, else
+-- "local"; a named one is made with the batch's workers, directory and slurm options
+-- (spec.slurm, then opts.slurm: the command line's win).
+local function make_backend(spec, opts, out, name)
+  local backend = opts.backend or spec.backend or "local"
+  if type(backend) ~= "string" then return backend end
+  local make = M.backends[backend]
+  if not make then
+    local names = sorted_keys(M.backends)
+    error(("batch: unknown backend %q (known: %s)"):format(backend, table.concat(names, ", ")), 0)
+  end
+  if type(spec.slurm) ~= "nil" and type(spec.slurm) ~= "table" then error("batch: spec.slurm must be a table", 0) end
+  local slurm = {}
+  for k, v in pairs(spec.slurm or {}) do slurm[k] = v end
+  for k, v in pairs(opts.slurm or {}) do slurm[k] = v end
+  return make { workers = opts.workers or spec.workers, out = out, name = name, slurm = slurm }
+end
+
+--- run(spec, {out=, workers=, backend=, slurm=, mile=, set=, plugins=, poll=0.1, quiet=,
+--- dry_run=, detach=}) -> summary
 -- Plans the jobs, writes the batch directory, runs every unfinished job (at most
 -- `workers` at once), then aggregates. summary: {out, plan, finished, failed = {ids},
--- started, resumed, skipped, aggregate = rows}. Jobs that fail are listed (with the
--- end of their log) and the others go on; run the batch again to retry them.
+-- started, resumed, skipped, adopted, aggregate = rows}. Jobs that fail are listed (with
+-- the end of their log) and the others go on; run the batch again to retry them.
+-- A job still running for an earlier, killed driver is adopted (waited for), not started
+-- again. detach (a backend with submit_all): submit and return at once, summary.arrays
+-- holding what was submitted; `mile batch --status` follows it, running the batch again
+-- waits for it.
 function M.run(spec, opts)
   opts = opts or {}
   local say = opts.quiet and function() end or function(...) print(string.format(...)); io.stdout:flush() end
   local plan = M.plan(spec, opts.set, opts.plugins)
   local out = M.out_dir(spec, opts)
-  local backend = opts.backend or spec.backend or "local"
-  if type(backend) == "string" then
-    local make = M.backends[backend] or error(("batch: unknown backend %q"):format(backend), 0)
-    backend = make { workers = opts.workers or spec.workers }
+  local backend = make_backend(spec, opts, out, plan.name)
+  local batched = backend.submit_all ~= nil
+  local workers = batched and math.huge or (opts.workers or spec.workers or backend.workers or 1)
+  if opts.detach and not batched then
+    error(("batch: --detach needs a scheduler backend (slurm); %s jobs are children of the driver"):format(
+      backend.name or "this backend's"), 0)
   end
-  local workers = opts.workers or spec.workers or backend.workers or 1
   local mile = opts.mile or mile_program()
   local by_state = { finished = {}, partial = {}, new = {} }
   for _, job in ipairs(plan.jobs) do
@@ -518,13 +560,16 @@ function M.run(spec, opts)
     local s = M.job_state(out, job)
     by_state[s][#by_state[s] + 1] = job
   end
-  say("batch %s: %d jobs (%d cells x %d seeds): %d finished, %d to resume, %d to start; %d workers (%s); %s",
-    plan.name, #plan.jobs, #plan.cells, #plan.seeds, #by_state.finished, #by_state.partial, #by_state.new, workers,
-    backend.name or "custom backend", out)
+  say("batch %s: %d jobs (%d cells x %d seeds): %d finished, %d to resume, %d to start; %s; %s",
+    plan.name, #plan.jobs, #plan.cells, #plan.seeds, #by_state.finished, #by_state.partial, #by_state.new,
+    batched and (backend.describe or backend.name or "custom backend")
+      or ("%d workers (%s)"):format(workers, backend.name or "custom backend"), out)
   if opts.dry_run then
     for _, job in ipairs(plan.jobs) do say("  %-40s %s", job.id, table.concat(job.settings, " ")) end
     return { out = out, plan = plan }
   end
+  -- a backend that cannot work fails here, before anything is written or submitted
+  if #by_state.finished < #plan.jobs and backend.check then backend:check() end
   assert(sys.mkdir(out .. "/jobs"))
   assert(sys.mkdir(out .. "/logs"))
   write(out .. "/base.lua", "-- the base config of batch " .. plan.name .. "\nreturn " .. config.serialize(plan.base) .. "\n")
@@ -536,36 +581,52 @@ function M.run(spec, opts)
     name = plan.name, axes = plan.axes, seeds = plan.seeds, cells = cells, jobs = saved, spec = spec.path } .. "\n")
 
   local queue, info = {}, read_jobs_csv(out)
-  for _, job in ipairs(plan.jobs) do
+  for i, job in ipairs(plan.jobs) do
+    job.index = i
     if M.job_state(out, job) ~= "finished" then queue[#queue + 1] = job end
   end
   local running, n_running, done, total = {}, 0, #by_state.finished, #plan.jobs
-  local summary = { out = out, plan = plan, failed = {}, started = 0, resumed = 0, skipped = #by_state.finished }
+  local summary = { out = out, plan = plan, failed = {}, started = 0, resumed = 0, adopted = 0,
+    skipped = #by_state.finished }
   local env = { OPENBLAS_NUM_THREADS = os.getenv("OPENBLAS_NUM_THREADS") or "1" }
 
-  local function launch(job)
+  -- what the backend gets to start a job: a fresh `mile train`, or `--resume` of its run directory
+  local function command(job)
     local dir, log = paths(out, job)
-    local h = backend.adopt and backend:adopt { id = job.id, dir = dir, log = log }
-    local how = "adopted"
-    if not h then
-      local state = M.job_state(out, job)
-      local argv
-      if state == "partial" then
-        argv, how = { mile, "train", "--resume", dir }, "resumed"
-        summary.resumed = summary.resumed + 1
-      else
-        argv = { mile, "train", out .. "/base.lua" }
-        for _, s in ipairs(job.settings) do argv[#argv + 1] = "--set"; argv[#argv + 1] = s end
-        argv[#argv + 1] = "--dir"; argv[#argv + 1] = dir
-        how = "started"
-        summary.started = summary.started + 1
-      end
-      h = backend:submit { id = job.id, argv = argv, dir = dir, log = log, env = env }
+    local argv
+    if M.job_state(out, job) == "partial" then
+      argv = { mile, "train", "--resume", dir }
+      summary.resumed = summary.resumed + 1
+      return { id = job.id, index = job.index, argv = argv, dir = dir, log = log, env = env }, "resumed"
     end
+    argv = { mile, "train", out .. "/base.lua" }
+    for _, s in ipairs(job.settings) do argv[#argv + 1] = "--set"; argv[#argv + 1] = s end
+    argv[#argv + 1] = "--dir"; argv[#argv + 1] = dir
+    summary.started = summary.started + 1
+    return { id = job.id, index = job.index, argv = argv, dir = dir, log = log, env = env }, "started"
+  end
+
+  local function track(job, h, how)
     running[job] = { handle = h, t0 = sys.monotonic() }
     n_running = n_running + 1
     info[job.id] = { state = "running" }
-    say("  %-8s %s", how, job.id)
+    say("  %-8s %s%s", how, job.id, h.key and (" (" .. h.key .. ")") or "")
+  end
+
+  local function adopt(job)
+    local dir, log = paths(out, job)
+    local h = backend.adopt and backend:adopt { id = job.id, index = job.index, dir = dir, log = log }
+    if h then
+      summary.adopted = summary.adopted + 1
+      track(job, h, "adopted")
+    end
+    return h
+  end
+
+  local function launch(job)
+    if adopt(job) then return end
+    local cmd, how = command(job)
+    track(job, backend:submit(cmd), how)
   end
 
   local function finish(job, code)
@@ -591,6 +652,24 @@ function M.run(spec, opts)
 
   local ok, err = pcall(function()
     local next_job = 1
+    if batched then
+      -- adopt what an earlier driver left queued or running, submit the rest as one array
+      local fresh, cmds, hows = {}, {}, {}
+      for _, job in ipairs(queue) do
+        if not adopt(job) then
+          fresh[#fresh + 1] = job
+          cmds[#cmds + 1], hows[#hows + 1] = command(job)
+        end
+      end
+      if #fresh > 0 then
+        local handles = backend:submit_all(cmds)
+        for i, job in ipairs(fresh) do track(job, handles[i], hows[i]) end
+      end
+      next_job = #queue + 1
+      summary.arrays = backend.arrays
+      write_jobs_csv(out, plan, info)
+      if opts.detach then return end
+    end
     while next_job <= #queue or n_running > 0 do
       while n_running < workers and next_job <= #queue do
         launch(queue[next_job])
@@ -607,11 +686,26 @@ function M.run(spec, opts)
     end
   end)
   if not ok then
-    -- interrupted (Ctrl-C) or a backend failure: stop what runs; the batch resumes later
-    for _, r in pairs(running) do
-      if backend.cancel then pcall(backend.cancel, backend, r.handle) end
+    if backend.keep_on_interrupt then
+      -- a scheduler's jobs outlive the driver: the next run adopts them
+      if n_running > 0 and not opts.quiet then
+        io.stderr:write(("batch: %d job(s) stay with %s; run the batch again to wait for them, --cancel to " ..
+          "stop them\n"):format(n_running, backend.name or "the backend"))
+      end
+    else
+      -- interrupted (Ctrl-C) or a backend failure: stop what runs; the batch resumes later
+      for _, r in pairs(running) do
+        if backend.cancel then pcall(backend.cancel, backend, r.handle) end
+      end
     end
     error(err, 0)
+  end
+  if opts.detach then
+    summary.detached = true
+    say("submitted %s (%d jobs, %d adopted); follow with --status, collect with --aggregate",
+      #(summary.arrays or {}) > 0 and ("job array " .. table.concat(summary.arrays, ", ")) or "nothing new",
+      summary.started + summary.resumed, summary.adopted)
+    return summary
   end
   write_jobs_csv(out, plan, info)
   summary.finished = done
@@ -624,6 +718,68 @@ function M.run(spec, opts)
     say("%d job(s) failed: %s (run the batch again to retry them)", #summary.failed, table.concat(summary.failed, ", "))
   end
   return summary
+end
+
+--- status(spec [, opts]) -> rows {id, state, detail, seconds}, one per job: "finished",
+--- "failed" (its exit status), "partial" (a run directory, nothing running), "new", or
+--- the scheduler's state of its task ("queued", "running", "completing", ...: detail the
+--- task's id, elapsed time and the scheduler's reason). Reads the batch directory and asks the backend (its
+--- `states`, or `adopt` for each job), starts nothing.
+function M.status(spec, opts)
+  opts = opts or {}
+  local plan = M.plan(spec, opts.set, opts.plugins)
+  local out = M.out_dir(spec, opts)
+  if sys.stat(out .. "/batch.lua") ~= "file" then error("batch: " .. out .. " is not a batch directory (no batch.lua)", 0) end
+  local backend = make_backend(spec, opts, out, plan.name)
+  local queued = backend.states and backend:states()
+  if backend.states and not queued then error("batch: cannot ask the scheduler (squeue failed)", 0) end
+  local info = read_jobs_csv(out)
+  local rows = {}
+  for i, job in ipairs(plan.jobs) do
+    job.index = i
+    local dir, log = paths(out, job)
+    local state = M.job_state(out, job)
+    local exit = read_file((log:gsub("%.log$", ".exit")))
+    local code, t0, t1 = nil, nil, nil
+    if exit then code, t0, t1 = exit:match("^%s*(%-?%d+)%s*(%d*)%s*(%d*)") end
+    local seconds = (tonumber(t1 or "") and tonumber(t0 or "")) and (tonumber(t1) - tonumber(t0))
+      or (info[job.id] and info[job.id].seconds)
+    local row = { id = job.id, state = state, detail = "", seconds = seconds }
+    local q = queued and queued[job.id]
+    if not queued and state ~= "finished" and backend.adopt then
+      local h = backend:adopt { id = job.id, index = i, dir = dir, log = log }
+      if h then q = { state = "RUNNING" } end
+    end
+    if q then
+      local detail = table.concat({ q.slurm or "", q.elapsed or "", (q.reason and q.reason ~= "None") and q.reason or "" }, " ")
+      row.state = q.state == "PENDING" and "queued" or q.state:lower()
+      row.detail, row.seconds = detail:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", ""), nil
+    elseif state ~= "finished" and code and tonumber(code) ~= 0 then
+      row.state, row.detail = "failed", "exit " .. code
+    end
+    rows[#rows + 1] = row
+  end
+  return rows, out
+end
+
+--- cancel(spec [, opts]) -> what was cancelled: the backend's cancel_all (a scheduler:
+--- every array of the batch still queued), else `cancel` of each job it adopts.
+function M.cancel(spec, opts)
+  opts = opts or {}
+  local plan = M.plan(spec, opts.set, opts.plugins)
+  local out = M.out_dir(spec, opts)
+  local backend = make_backend(spec, opts, out, plan.name)
+  if backend.cancel_all then return backend:cancel_all() end
+  local cancelled = {}
+  for i, job in ipairs(plan.jobs) do
+    local dir, log = paths(out, job)
+    local h = backend.adopt and backend:adopt { id = job.id, index = i, dir = dir, log = log }
+    if h and backend.cancel then
+      backend:cancel(h)
+      cancelled[#cancelled + 1] = job.id
+    end
+  end
+  return cancelled
 end
 
 -- ---- aggregation -----------------------------------------------------------------------------
