@@ -15,6 +15,8 @@ return {
   eval_episodes = 30,
   max_episode_steps = 500,
   loss = { variant = "paper", lambda = 0.5 },
-  human = { cost = 150, scale = 200 },
-  learner = { cost = 150, scale = 200 },
+  -- calibrated-human:begin (scripts/calibrate_human.lua: 1879 states, 0.25 bits per step)
+  human = { cost = 394.6, scale = 85.8, mental = "accurate" },
+  learner = { cost = 394.6, scale = 85.8 },
+  -- calibrated-human:end
 }

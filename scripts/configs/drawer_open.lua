@@ -15,6 +15,8 @@ return {
   eval_episodes = 30,
   max_episode_steps = 500,
   loss = { variant = "paper", lambda = 0.5 },
-  human = { cost = 60, scale = 75 },
-  learner = { cost = 60, scale = 75 },
+  -- calibrated-human:begin (scripts/calibrate_human.lua: 5000 states, 0.26 bits per step)
+  human = { cost = 161.9, scale = 44.83, mental = "accurate" },
+  learner = { cost = 161.9, scale = 44.83 },
+  -- calibrated-human:end
 }
