@@ -22,6 +22,7 @@ void lmile_preload(lua_State *L) {
       {"mile.io.core", luaopen_mile_io_core},
       {"mile.data.core", luaopen_mile_data_core},
       {"mile.intervention.core", luaopen_mile_intervention_core},
+      {"mile.teleop.core", luaopen_mile_teleop_core},
       {NULL, NULL},
   };
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);

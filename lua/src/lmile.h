@@ -43,6 +43,7 @@ int luaopen_mile_sys(lua_State *L);
 int luaopen_mile_envs_core(lua_State *L);
 int luaopen_mile_io_core(lua_State *L);
 int luaopen_mile_data_core(lua_State *L);
+int luaopen_mile_teleop_core(lua_State *L);
 
 /* 1-based dim argument at idx (negative counts from the end) -> 0-based C dim. */
 int32_t lmile_check_dim(lua_State *L, int idx, const mile_tensor *t);
