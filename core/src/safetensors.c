@@ -385,6 +385,26 @@ static mile_status check_layout(const source *src, const entry *es, size_t n, ui
   return MILE_OK;
 }
 
+/* The bytes the tensors will take in memory (F16/BF16 become float32: twice their
+ * file size), checked against the thread's allocation budget (mile_alloc_budget)
+ * before the first one is allocated, so a file that does not fit takes nothing. */
+static mile_status check_budget(const source *src, const entry *es, size_t n) {
+  int64_t left = mile_alloc_budget(-1); /* read the budget ... */
+  mile_alloc_budget(left);              /* ... and put it back */
+  if (left < 0) return MILE_OK;
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t bytes = es[i].end - es[i].begin; /* checked against the shape already */
+    if (es[i].dtype == FD_F16 || es[i].dtype == FD_BF16) bytes *= 2;
+    total += bytes; /* no wrap: each is at most twice its share of the file */
+  }
+  if (total <= (uint64_t)left) return MILE_OK;
+  return mile_set_error(MILE_ERR_NOMEM,
+                        "%s: %s: the file's %zu tensors take %llu bytes in memory, more than the allocation budget "
+                        "allows (%lld bytes left)",
+                        LOAD, src->label, n, (unsigned long long)total, (long long)left);
+}
+
 /* Copy the checked "__metadata__" object into the handle. */
 static mile_status take_metadata(const source *src, json_t *meta, mile_safetensors *st) {
   if (!json_is_object(meta)) return bad(src, NULL, "__metadata__ is not a JSON object");
@@ -518,6 +538,7 @@ static mile_status read_all(const source *src, mile_safetensors **out) {
     if (n > 1) qsort(es, n, sizeof *es, entry_cmp);
     st = check_layout(src, es, n, src->size - 8 - hlen);
   }
+  if (st == MILE_OK) st = check_budget(src, es, n);
   /* every check passed: allocate and read, in file order */
   if (st == MILE_OK && n > 0) {
     h->names = calloc(n, sizeof *h->names);

@@ -28,12 +28,15 @@ M.null = core.null
 -- Returns true, or nil, message when the file cannot be written.
 M.save_safetensors = core.save
 
---- Read a safetensors file.
+--- Read a safetensors file: load_safetensors(path [, {max_bytes = n}]).
 -- Returns tensors {name = tensor}, metadata {key = string} (empty when the file has
 -- none), names (the tensor names in the order of their data in the file) and
 -- file_dtypes {name = "F32"|"F64"|"F16"|"BF16"}; or nil, message when the file
 -- cannot be opened or read. A malformed file raises an error naming the file and
--- the problem.
+-- the problem. Every size in the header is checked against the file's real size
+-- before anything is allocated; max_bytes (and tensor.alloc_budget, when set) also
+-- bounds the bytes the tensors take in memory: a file that needs more raises before
+-- its first tensor is allocated.
 M.load_safetensors = core.load
 
 --- Encode a plain Lua value as compact JSON (object keys sorted, so the same table

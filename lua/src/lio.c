@@ -161,16 +161,35 @@ static int io_save(lua_State *L) {
   return 1;
 }
 
-/* load(path) -> tensors {name = tensor}, metadata {key = value}, names {in file order},
- *               file_dtypes {name = "F32"|...}
+/* load(path [, {max_bytes = n}]) -> tensors {name = tensor}, metadata {key = value},
+ *               names {in file order}, file_dtypes {name = "F32"|...}
  *             | nil, msg  when the file cannot be opened or read.
- * A malformed file raises. */
+ * A malformed file raises; so does one whose tensors need more than max_bytes (or
+ * than the thread's allocation budget), before any tensor is allocated. */
 static int io_load(lua_State *L) {
   const char *path = check_path(L, 1);
+  lua_Integer max_bytes = -1;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "max_bytes");
+    if (!lua_isnil(L, -1)) {
+      max_bytes = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+      if (max_bytes < 0) luaL_error(L, "load_safetensors: max_bytes must be a non-negative integer");
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 1);
   st_box *box = lua_newuserdatauv(L, sizeof *box, 0); /* stack: path, box */
   box->st = NULL;
   luaL_setmetatable(L, LIO_SAFETENSORS_MT);
+  /* max_bytes narrows the thread's budget for this call; what the tensors took is
+   * charged to the outer budget afterwards (nothing below raises before that) */
+  int64_t outer = mile_alloc_budget(-1);
+  int64_t limit = max_bytes >= 0 && (outer < 0 || max_bytes < outer) ? (int64_t)max_bytes : outer;
+  mile_alloc_budget(limit);
   mile_status status = mile_safetensors_load(&box->st, path);
+  int64_t left = mile_alloc_budget(-1);
+  mile_alloc_budget(outer < 0 ? -1 : outer - (limit - left));
   if (status == MILE_ERR_IO) {
     lua_pushnil(L);
     lua_pushstring(L, mile_last_error());

@@ -472,6 +472,42 @@ static void test_nul_in_strings(void **state) {
   free(file);
 }
 
+/* The bytes the tensors take in memory are checked against the thread's allocation
+ * budget before the first one is allocated: a file that does not fit takes nothing
+ * (it used to allocate the tensors that fit and then fail). */
+static void test_budget_checked_before_allocating(void **state) {
+  (void)state;
+  float v[16] = {0};
+  const int64_t shape[1] = {16};
+  mile_tensor *a = tensor_of(MILE_FLOAT32, 1, shape, v), *b = tensor_of(MILE_FLOAT32, 1, shape, v);
+  mile_tensor *both[2] = {a, b};
+  const char *names[2] = {"a", "b"};
+  const char *path = in_tmp("budget.safetensors");
+  OK(mile_safetensors_save(path, 2, names, both, 0, NULL, NULL));
+  mile_tensor_release(a), mile_tensor_release(b);
+  mile_safetensors *st = NULL;
+  mile_alloc_budget(100); /* the file needs 128 */
+  EXPECT_ERR_MSG(MILE_ERR_NOMEM, "take 128 bytes in memory, more than the allocation budget allows (100 bytes left)",
+                 mile_safetensors_load(&st, path));
+  assert_null(st);
+  assert_non_null(strstr(mile_last_error(), path));
+  assert_int_equal(mile_alloc_budget(128), 100); /* nothing was charged */
+  OK(mile_safetensors_load(&st, path));
+  assert_int_equal(mile_alloc_budget(-1), 0);
+  mile_safetensors_free(st);
+  /* F16 doubles in memory: 4 elements, 8 bytes in the file, 16 as float32 */
+  unsigned char half[8] = {0};
+  size_t n;
+  unsigned char *file = assemble("{\"h\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]}}", half, 8, &n);
+  mile_alloc_budget(15);
+  EXPECT_ERR_MSG(MILE_ERR_NOMEM, "take 16 bytes", mile_safetensors_parse(&st, file, n, "half"));
+  assert_int_equal(mile_alloc_budget(16), 15);
+  OK(mile_safetensors_parse(&st, file, n, "half"));
+  mile_safetensors_free(st);
+  mile_alloc_budget(-1);
+  free(file);
+}
+
 static void test_bad_lengths(void **state) {
   (void)state;
   mile_safetensors *st;
@@ -742,6 +778,7 @@ int main(void) {
       cmocka_unit_test(test_half_dtypes_convert_to_float32),
       cmocka_unit_test(test_bad_headers),
       cmocka_unit_test(test_nul_in_strings),
+      cmocka_unit_test(test_budget_checked_before_allocating),
       cmocka_unit_test(test_bad_lengths),
       cmocka_unit_test(test_truncated_files),
       cmocka_unit_test(test_fuzz_byte_flips),

@@ -217,6 +217,26 @@ T.test("a metadata value with a zero byte is refused at write and at read, namin
   os.remove(path)
 end)
 
+T.test("load_safetensors{max_bytes} and tensor.alloc_budget bound a load before anything is allocated", function()
+  local path = temp_path()
+  assert(mio.save_safetensors(path, { a = tensor.zeros { 16 }, b = tensor.zeros { 16 } })) -- 2 x 64 bytes
+  T.raises(function() mio.load_safetensors(path, { max_bytes = 127 }) end,
+    "take 128 bytes in memory, more than the allocation budget allows %(127 bytes left%)")
+  T.eq(#assert(mio.load_safetensors(path, { max_bytes = 128 })).a:shape(), 1)
+  T.raises(function() mio.load_safetensors(path, { max_bytes = -1 }) end, "max_bytes must be a non%-negative integer")
+  T.raises(function() mio.load_safetensors(path, { max_bytes = 1.5 }) end, "max_bytes must be a non%-negative integer")
+  -- under an outer budget: the smaller bound applies, and what the tensors took is charged to it
+  T.eq(tensor.alloc_budget(1000), nil)
+  T.raises(function() mio.load_safetensors(path, { max_bytes = 100 }) end, "100 bytes left")
+  T.eq(tensor.alloc_budget(nil), 1000, "a refused load charges nothing")
+  tensor.alloc_budget(1000)
+  assert(mio.load_safetensors(path, { max_bytes = 5000 }))
+  T.eq(tensor.alloc_budget(100), 872)
+  T.raises(function() mio.load_safetensors(path) end, "100 bytes left")
+  tensor.alloc_budget(nil)
+  os.remove(path)
+end)
+
 T.test("json_encode / json_decode keep integers, floats, nesting and order", function()
   local v = { type = "MLP", args = { { input = 8, hidden = { 256, 256 }, eps = 1e-8, scale = 1.0 } }, n = 1,
               flag = true, off = false, name = "é\"\n" }

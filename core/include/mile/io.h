@@ -69,7 +69,11 @@ MILE_API mile_status mile_safetensors_save(const char *path, int32_t count, cons
  * integers) and "data_offsets" ([begin, end], integers, begin <= end); end - begin
  * equals numel * element size; the tensors cover the data section exactly (sorted
  * by offset, each begins where the previous ended: no overlap, no hole, no byte
- * after the last one).
+ * after the last one); the bytes the tensors take in memory (F16/BF16 as float32)
+ * fit in the thread's allocation budget (mile_alloc_budget), when one is set. So
+ * nothing is allocated beyond what the file's size justifies, and a file over the
+ * budget fails (MILE_ERR_NOMEM, the budget unchanged) before its first tensor is
+ * allocated.
  *
  * Returns MILE_OK; MILE_ERR_IO when the file cannot be opened or read (message
  * "load_safetensors: <path>: <system error>"); MILE_ERR_FORMAT for a malformed file
