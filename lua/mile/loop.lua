@@ -104,6 +104,16 @@ M.schema = {
     doc = "human.mental=lag: pihat is the policy that acted human.lag rounds ago (0: the current one)" },
   ["human.noise"] = { type = "number", default = 0.5, check = function(v) return v >= 0, "must be >= 0" end,
     doc = "human.mental=noisy: sd of N(0, sd^2) noise on pihat's logits (mean, continuous) at each step" },
+  ["human.kind"] = { type = "string", default = "simulated", choices = { "simulated", "live" },
+    doc = "live: a person in the browser drives the takeovers (mile teleop, docs/teleop.md); `human = \"live\"` too" },
+  ["teleop.bind"] = { type = "string", default = "127.0.0.1", doc = "human.kind=live: the address the page is served on" },
+  ["teleop.port"] = { type = "integer", default = 0, check = function(v) return v >= 0 and v <= 65535, "must be in 0..65535" end,
+    doc = "human.kind=live: the port (0: a free one)" },
+  ["teleop.speed"] = { type = "number", default = 1, check = function(v) return v > 0 and v <= 4, "must be in (0, 4]" end,
+    doc = "human.kind=live: playback speed at the start (the page switches between 0.25, 0.5 and 1)" },
+  ["teleop.fps"] = { type = "number", default = 0, check = non_negative,
+    doc = "human.kind=live: steps per second at speed 1 (0: the task's real-time rate)" },
+  ["teleop.open"] = { type = "boolean", default = true, doc = "human.kind=live: open the page in a browser if there is one" },
   plugins = { type = "list", default = {}, doc = "Lua files or module names that register models, methods, ..." },
   out = { type = "string", default = "runs", doc = "parent directory of run directories" },
   policy_dir = { type = "string", default = "", doc = "cached policies (default: <scripts dir>/data)" },
@@ -209,6 +219,7 @@ end
 function M.resolve(user, overrides, extra_plugins, opts)
   local no_code = opts and opts.no_code
   local flat = config.flatten(user or {}, "")
+  if flat.human == "live" then flat.human, flat["human.kind"] = nil, "live" end -- human = "live" (mile teleop)
   local over, over_order = override_map(overrides)
   -- plugins first: they register what the other keys name
   local list = {}
@@ -779,6 +790,7 @@ function M.run(user, opts)
     run.rundir = rundir.create(dir, cfg, M.plugin_records(cfg))
     run.dir = run.rundir.dir
   end
+  if not opts.human and run.cfg["human.kind"] == "live" then opts.human = require("mile.teleop").human end
   if opts.human then run.human = opts.human(run) end -- a custom (simulated) human, docs/research.md
   if run.round == 0 then run.initial = run:evaluate(run.cfg.eval_episodes) end
   for r = run.round + 1, run.cfg.rounds do
