@@ -43,6 +43,9 @@
 --                           a process of an earlier, killed driver still working on job
 --                           (the batch waits for it instead of starting a second one);
 --                           optional
+--                           job.resume_argv, when given, continues the job's run directory
+--                           instead: for a backend that may start a job again itself (a
+--                           scheduler's requeue after preemption or a node failure)
 --   submit_all(self, jobs) -> handles
 --                           optional: start all of them at once (a scheduler's job
 --                           array; each job also has `index`, its place in the plan);
@@ -603,7 +606,8 @@ function M.run(spec, opts)
     for _, s in ipairs(job.settings) do argv[#argv + 1] = "--set"; argv[#argv + 1] = s end
     argv[#argv + 1] = "--dir"; argv[#argv + 1] = dir
     summary.started = summary.started + 1
-    return { id = job.id, index = job.index, argv = argv, dir = dir, log = log, env = env }, "started"
+    return { id = job.id, index = job.index, argv = argv, dir = dir, log = log, env = env,
+      resume_argv = { mile, "train", "--resume", dir } }, "started"
   end
 
   local function track(job, h, how)

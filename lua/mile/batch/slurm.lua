@@ -307,7 +307,14 @@ function M.new(o)
       lines[#lines + 1] = ("  %d) id=%s; log=%s; exit_file=%s"):format(job.index, sh_quote(job.id),
         sh_quote(absolute(job.log)), sh_quote(absolute((job.log:gsub("%.log$", ".exit")))))
       for _, e in ipairs(env) do lines[#lines + 1] = "     " .. e end
-      lines[#lines + 1] = "     set -- " .. table.concat(words, " ") .. " ;;"
+      if job.resume_argv then -- a requeued task continues what its first run committed
+        local resume = {}
+        for _, a in ipairs(job.resume_argv) do resume[#resume + 1] = sh_quote(a) end
+        lines[#lines + 1] = ("     if [ -f %s ]; then set -- %s; else set -- %s; fi ;;"):format(
+          sh_quote(absolute(job.dir) .. "/config.lua"), table.concat(resume, " "), table.concat(words, " "))
+      else
+        lines[#lines + 1] = "     set -- " .. table.concat(words, " ") .. " ;;"
+      end
     end
     lines[#lines + 1] = '  *) echo "mile batch: no job for array task ${SLURM_ARRAY_TASK_ID:-?}" >&2; exit 2 ;;'
     lines[#lines + 1] = "esac"
