@@ -102,10 +102,12 @@ T.test("the same 2x2 batch through slurm and local: the same aggregate.csv", fun
   local ok, out = sh(batch(tiny, tmp .. "/local", "--workers 2"))
   T.truthy(ok, out)
   local t = sys.monotonic()
-  ok, out = sh(batch(tiny, tmp .. "/slurm", "--backend slurm --max-running 4 --time 10 --cpus 1 --mem 500M"))
+  ok, out = sh(batch(tiny, tmp .. "/slurm", "--backend slurm --max-running 4 --time 10 --cpus 1 --mem 500M " ..
+    "--prologue 'echo prologue ran on $(hostname)'"))
   print(("# 4-task array: %.1f s"):format(sys.monotonic() - t))
   T.truthy(ok, out)
   T.truthy(out:find("[4/4] done", 1, true), out)
+  T.truthy(read(tmp .. "/slurm/logs/loss.lambda=0.3_seed=0.log"):find("prologue ran on", 1, true), "the prologue ran")
   T.eq(read(tmp .. "/slurm/aggregate.csv"), read(tmp .. "/local/aggregate.csv"))
   -- one array, each job run once, under its own name
   local arrays = arrays_of(tmp .. "/slurm")
@@ -171,6 +173,36 @@ T.test("a driver killed with SIGKILL and a scancelled task: the batch finishes, 
     if job == name then T.eq(states, { "CANCELLED", "COMPLETED" }, job) else T.eq(states, { "COMPLETED" }, job) end
   end
   T.eq(n, 4)
+end)
+
+T.test("a task cancelled under a running driver is reported with its Slurm state; a rerun resumes it", function()
+  local spec = tmp .. "/killed.lua" -- the jobs of the previous test, run again elsewhere
+  local dir = tmp .. "/cancelled"
+  T.truthy(os.execute(("(env %s >%s/cancelled.out 2>&1; echo $? >%s/cancelled.rc) &"):format(
+    batch(spec, dir, "--backend slurm --max-running 1"), tmp, tmp)))
+  local task
+  local t = sys.monotonic()
+  repeat
+    os.execute("sleep 0.05")
+    local _, text = sh(ENV .. "squeue -h -r -t RUNNING -o '%i %j %o'")
+    for line in text:gmatch("[^\n]+") do
+      local i, j, o = line:match("^(%S+) (%S+) (%S+)$")
+      if o and o:find(dir, 1, true) and j:find("^killed/") then task = i end
+    end
+  until task or sys.monotonic() - t > 60
+  T.truthy(task, "a task ran")
+  T.truthy(os.execute(ENV .. "scancel " .. task))
+  t = sys.monotonic()
+  repeat os.execute("sleep 0.1") until sys.stat(tmp .. "/cancelled.rc") or sys.monotonic() - t > 120
+  local out = read(tmp .. "/cancelled.out")
+  T.eq(read(tmp .. "/cancelled.rc"), "1\n", out)
+  T.truthy(out:find("FAILED [^\n]* %(exit %-1%)"), out)
+  T.truthy(out:find("| mile batch: Slurm task " .. task .. " ended CANCELLED without an exit status", 1, true), out)
+  T.truthy(out:find("1 job(s) failed", 1, true), out)
+  local ok
+  ok, out = sh(batch(spec, dir, "--backend slurm"))
+  T.truthy(ok, out)
+  T.eq(read(dir .. "/aggregate.csv"), read(tmp .. "/killed-local/aggregate.csv"))
 end)
 
 T.test("a failing task is reported with its log tail; the others finish; exit status 1", function()
