@@ -190,6 +190,9 @@ function M.public_preset(task)
     demos = 0, ["learner.mental_init"] = "random", ["eval.select"] = "best",
     ["human.rule"] = task.discrete and "argmax" or "sample", ["human.shrink"] = not task.discrete,
     ["loss.variant"] = task.discrete and "public" or "paper",
+    -- COST_LOOKUP (ENVS.md 3.2) for the human and the learner, and a fixed mental model
+    ["human.cost"] = task.human_cost, ["human.scale"] = task.human_scale, ["learner.cost"] = task.human_cost,
+    ["learner.scale"] = task.human_scale, ["human.mental"] = "initial",
   }
   local budget = { rounds = 20, episodes_per_round = 1, epochs = 300, batch_size = 1024, lr = 1e-4,
     ["eval.every"] = 100, ["eval.select_episodes"] = 30 }
@@ -266,7 +269,11 @@ function M.resolve(user, overrides, extra_plugins, opts)
     for k, v in pairs(budget) do
       if over[k] == nil and flat[k] == nil then flat[k] = v end
     end
-    for k, v in pairs(preset) do
+    local keys = {}
+    for k in pairs(preset) do keys[#keys + 1] = k end
+    table.sort(keys) -- the first conflict in key order: the same message every time
+    for _, k in ipairs(keys) do
+      local v = preset[k]
       if schema[k] then
         local mine = over[k] ~= nil or flat[k] ~= nil
         if mine and given[k] ~= v then

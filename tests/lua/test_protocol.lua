@@ -8,6 +8,7 @@ local loop = require "mile.loop"
 local human = require "mile.human"
 local sys = require "mile.sys"
 
+local root = debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/") or "."
 local tmp = os.tmpname()
 os.remove(tmp)
 assert(sys.mkdir(tmp))
@@ -36,6 +37,10 @@ T.test("the public preset sets its ingredients and refuses a conflicting key, na
     "'human.rule' = sample conflicts with protocol = public %(which sets human.rule = argmax%)")
   T.raises(function() loop.resolve { protocol = "public", demos = 3 } end, "'demos' = 3 conflicts with protocol = public")
   T.eq(loop.resolve({ protocol = "public" }, { "rounds=3" }).rounds, 3, "the budget may change")
+  T.eq({ cfg["human.cost"], cfg["human.scale"], cfg["human.mental"] }, { 3, 1, "initial" }, "COST_LOOKUP, fixed pihat")
+  local calibrated = require("mile.config").load_file(root .. "/scripts/configs/lunarlander.lua")
+  T.raises(function() loop.resolve(calibrated, { "protocol=public" }) end,
+    "'human.cost' = [%d.]+ conflicts with protocol = public %(which sets human.cost = 3%)")
   T.eq(loop.resolve { protocol = "public", method = "hg_dagger" }["loss.variant"], nil, "no key the method lacks")
 end)
 

@@ -1,0 +1,175 @@
+-- scripts/reproduce.lua - the reproduction study's tables: paired per-seed differences
+-- of MILE against each baseline, with 95% intervals, from finished batch directories.
+--
+--   mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--calibrated DIR] [--doc FILE]
+--
+-- Inputs are the batch directories of scripts/batches/public_lunarlander.lua,
+-- public_ablation.lua and calibrated_lunarlander.lua (default runs/<name>). For every
+-- finished job: AUC, the mean success over rounds 1..R (the area under the success
+-- curve divided by R: the one-number summary), the final round's success, and the
+-- intervention steps used. MILE and a baseline are paired by seed; the interval is
+-- mean +- t_{0.975, n-1} sd / sqrt(n) over the seeds' differences. With --doc the
+-- tables replace the block `reproduce-results` of that file (docs/reproduction.md).
+local sys = require "mile.sys"
+local rundir = require "mile.rundir"
+local batch = require "mile.batch"
+local cli = require "mile.cli"
+
+local args = cli.parse("reproduce", { ... }, {
+  usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--calibrated DIR] [--doc FILE]",
+  options = { public = "value", ablation = "value", calibrated = "value", doc = "value" },
+})
+
+local M = {}
+
+--- jobs(dir) -> {cell = {seed = {auc, final, interventions, bits, rounds}}} of the finished jobs.
+function M.jobs(dir)
+  if sys.stat(dir .. "/batch.lua") ~= "file" then return nil end
+  local plan = rundir.read_data(dir .. "/batch.lua")
+  local out = {}
+  for _, job in ipairs(plan.jobs) do
+    local jd = dir .. "/jobs/" .. job.id
+    local st = sys.stat(jd .. "/state.lua") == "file" and rundir.read_data(jd .. "/state.lua")
+    local cfg = sys.stat(jd .. "/config.lua") == "file" and rundir.read_data(jd .. "/config.lua")
+    if st and cfg and st.round >= cfg.rounds and #st.metrics > 0 then
+      local auc = 0
+      for _, row in ipairs(st.metrics) do auc = auc + row.success / #st.metrics end
+      local last = st.metrics[#st.metrics]
+      out[job.cell] = out[job.cell] or {}
+      out[job.cell][job.seed] = { auc = auc, final = last.success, interventions = last.interventions_total,
+        bits = st.metrics[1].nu_bits_per_step, initial = st.initial.success, rounds = #st.metrics }
+    end
+  end
+  return out
+end
+
+local function pm(mean, ci, f)
+  f = f or "%.3f"
+  if mean ~= mean then return "-" end
+  if ci ~= ci then return f:format(mean) end
+  return (f .. " ± " .. f):format(mean, ci)
+end
+
+--- describe(cell) -> mean ± ci of auc, final, interventions and n.
+function M.describe(cell, key)
+  local v = {}
+  for _, r in pairs(cell or {}) do v[#v + 1] = r[key] end
+  local mean, _, ci, n = batch.summary(v)
+  return mean, ci, n
+end
+
+--- paired(a, b, key) -> mean, ci95, n of a[seed][key] - b[seed][key] over shared seeds.
+function M.paired(a, b, key)
+  local d = {}
+  for seed, ra in pairs(a or {}) do
+    local rb = b and b[seed]
+    if rb then d[#d + 1] = ra[key] - rb[key] end
+  end
+  local mean, _, ci, n = batch.summary(d)
+  return mean, ci, n
+end
+
+local function verdict(mean, ci)
+  if mean ~= mean or ci ~= ci then return "-" end
+  if mean - ci > 0 then return "MILE better" elseif mean + ci < 0 then return "MILE worse" end
+  return "no difference resolved"
+end
+
+local function method_table(cells, name_of, methods, lines)
+  lines[#lines + 1] = "| method | seeds | AUC (mean success over rounds) | final success | interventions |"
+  lines[#lines + 1] = "|---|---|---|---|---|"
+  for _, m in ipairs(methods) do
+    local cell = cells[name_of(m)]
+    local a, ac, n = M.describe(cell, "auc")
+    local f, fc = M.describe(cell, "final")
+    local i, ic = M.describe(cell, "interventions")
+    lines[#lines + 1] = ("| %s | %d | %s | %s | %s |"):format(m, n or 0, pm(a, ac), pm(f, fc), pm(i, ic, "%.0f"))
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "| MILE minus | paired seeds | AUC difference | final-success difference | reading (AUC) |"
+  lines[#lines + 1] = "|---|---|---|---|---|"
+  local mile = cells[name_of("mile")]
+  for _, m in ipairs(methods) do
+    if m ~= "mile" then
+      local d, dc, n = M.paired(mile, cells[name_of(m)], "auc")
+      local f, fc = M.paired(mile, cells[name_of(m)], "final")
+      lines[#lines + 1] = ("| %s | %d | %s | %s | %s |"):format(m, n or 0, pm(d, dc), pm(f, fc), verdict(d, dc))
+    end
+  end
+end
+
+local function report()
+  local lines = {}
+  local public = M.jobs(args.public or "runs/public-lunarlander")
+  local methods = { "mile", "hg_dagger", "iwr", "bc" }
+  if public then
+    lines[#lines + 1] = "### The public code's protocol on LunarLander-v3"
+    lines[#lines + 1] = ""
+    method_table(public, function(m) return "method=" .. m:gsub("_", "-") end, methods, lines)
+    lines[#lines + 1] = ""
+  end
+  local ablation = M.jobs(args.ablation or "runs/public-ablation")
+  if public and ablation then
+    lines[#lines + 1] = "### Which ingredient moves MILE minus HG-DAgger (AUC, seeds 0-4)"
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "| protocol | MILE AUC | HG-DAgger AUC | MILE minus HG-DAgger | change from the full preset |"
+    lines[#lines + 1] = "|---|---|---|---|---|"
+    local function only(cell, seeds)
+      local out = {}
+      for s, r in pairs(cell or {}) do if s <= seeds then out[s] = r end end
+      return out
+    end
+    local pm_mile, pm_hg = only(public["method=mile"], 4), only(public["method=hg-dagger"], 4)
+    local base_d, base_c = M.paired(pm_mile, pm_hg, "auc")
+    lines[#lines + 1] = ("| full public preset | %s | %s | %s | |"):format(pm(M.describe(pm_mile, "auc")),
+      pm(M.describe(pm_hg, "auc")), pm(base_d, base_c))
+    for _, ing in ipairs { "no_labels_every_step", "sampling_human", "with_demos", "last_policy", "warm_mental" } do
+      local id = ing:gsub("_", "-") -- cell ids as mile.batch writes them
+      local mcell = ablation["variant=mile-" .. id]
+      local hcell = ablation["variant=hg-dagger-" .. id] or pm_hg
+      if mcell then
+        local d, dc = M.paired(mcell, hcell, "auc")
+        -- the change: per seed, (MILE' - HG') - (MILE - HG)
+        local change = {}
+        for s, r in pairs(mcell) do
+          if hcell[s] and pm_mile[s] and pm_hg[s] then
+            change[s] = { auc = (r.auc - hcell[s].auc) - (pm_mile[s].auc - pm_hg[s].auc) }
+          end
+        end
+        local c, cc = M.describe(change, "auc")
+        lines[#lines + 1] = ("| %s | %s | %s | %s | %s |"):format(ing:gsub("_", " "), pm(M.describe(mcell, "auc")),
+          pm(M.describe(hcell, "auc")), pm(d, dc), pm(c, cc))
+      end
+    end
+    lines[#lines + 1] = ""
+  end
+  local calibrated = M.jobs(args.calibrated or "runs/calibrated-lunarlander")
+  if calibrated then
+    for _, demos in ipairs { 0, 3 } do
+      lines[#lines + 1] = ("### The calibrated protocol on LunarLander-v3, %s"):format(
+        demos == 0 and "no demonstrations" or "3 demonstration episodes")
+      lines[#lines + 1] = ""
+      method_table(calibrated, function(m) return ("demos=%d_method=%s"):format(demos, m:gsub("_", "-")) end, methods,
+        lines)
+      lines[#lines + 1] = ""
+    end
+    local bits = {}
+    for _, cell in pairs(calibrated) do for _, r in pairs(cell) do bits[#bits + 1] = r.bits end end
+    local b, bc = batch.summary(bits)
+    lines[#lines + 1] = ("Information in the calibrated human's decisions, round 1 (the initial policy's states): "
+      .. "%s bits per step over %d runs."):format(pm(b, bc), #bits)
+    lines[#lines + 1] = ""
+  end
+  return table.concat(lines, "\n")
+end
+
+local text = report()
+print(text)
+if args.doc then
+  local doc = assert(io.open(args.doc)):read("a")
+  local new, n = doc:gsub("(<!%-%- reproduce%-results:begin %-%->\n).-(<!%-%- reproduce%-results:end %-%->)",
+    function(a, b) return a .. text .. "\n" .. b end)
+  if n == 0 then error(args.doc .. " has no reproduce-results block", 0) end
+  assert(sys.write_atomic(args.doc, new))
+end
+return M
