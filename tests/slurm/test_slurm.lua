@@ -281,6 +281,25 @@ T.test("bad input: a clear error naming what is missing, nothing submitted", fun
   T.truthy(not ok and out:find("--detach needs a scheduler backend", 1, true), out)
 end)
 
+T.test("docs/cluster.md: the example spec plans, every slurm option is documented", function()
+  local doc = HERE .. "/../../docs/cluster.md"
+  local blocks = T.lua_blocks(doc)
+  T.eq(#blocks, 1)
+  local spec = assert(load(blocks[1], "=docs/cluster.md"))()
+  spec.dir = HERE .. "/../.."
+  local plan = require("mile.batch").plan(spec)
+  T.eq(#plan.jobs, 20)
+  T.eq(spec.backend, "slurm")
+  local slurm = require "mile.batch.slurm"
+  slurm.options(spec.slurm)
+  local text = read(doc)
+  for k in pairs(slurm.OPTIONS) do
+    T.truthy(text:find("| `" .. k .. "`", 1, true), "docs/cluster.md documents " .. k)
+  end
+  T.raises(function() slurm.options { partiton = "x" } end, "unknown slurm option 'partiton'")
+  T.raises(function() slurm.options { max_running = 0 } end, "max_running must be a positive integer")
+end)
+
 T.test("mile batch --help lists the slurm backend", function()
   local _, out = sh(MILE .. " batch --help")
   T.truthy(out:find("--backend local|slurm", 1, true), out)
