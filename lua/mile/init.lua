@@ -2,9 +2,10 @@
 -- that exists in this installation; each is also requirable on its own
 -- (`require "mile.tensor"`). Submodules load lazily, on first access.
 local M = {
-  _VERSION = "mile 0.1.0",
   tensor = require "mile.tensor",
 }
+-- the C library's version: project(VERSION) of CMakeLists.txt, the one place it is written
+M._VERSION = "mile " .. require("mile.core").version
 
 local lazy = {
   autograd = "mile.autograd", nn = "mile.nn", optim = "mile.optim", io = "mile.io",

@@ -125,12 +125,11 @@ registry.claim(M.schema, "the protocol (mile.loop)")
 --- more rounds); any other key is refused.
 M.resumable = { rounds = true, progress = true }
 
--- The directory of the cached policies: the host's scripts directory (build tree and
--- installation alike) + /data.
+-- The directory of the cached policies: mile.paths.data_dir, <scripts>/data of the build
+-- tree or of the installation (the `mile` host and a stock lua5.4 alike;
+-- $MILE_SCRIPTS_DIR overrides it).
 local function default_policy_dir()
-  local ok, host = pcall(require, "mile.host")
-  if ok and type(host) == "table" and host.scripts_dir then return host.scripts_dir .. "/data" end
-  error("loop: set policy_dir (no mile host to tell where the cached policies are)", 0)
+  return require("mile.paths").data_dir
 end
 
 -- Load the plugins a config names (files relative to the working directory unless
@@ -401,7 +400,8 @@ function M.new_run(cfg)
     tty = sys.isatty(1) }, Run)
   local initial = M.policy_file(cfg, "initial")
   if sys.stat(initial) ~= "file" then
-    fail(("no cached policies %s; run `mile scripts/make_policies.lua %s`"):format(initial, cfg.env))
+    fail(("no cached policies %s; run `mile %s/make_policies.lua %s`"):format(initial,
+      require("mile.paths").scripts_dir, cfg.env))
   end
   run.env = tasks.make_env(cfg.env)
   run.eval_env = tasks.make_env(cfg.env)

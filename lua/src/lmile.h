@@ -31,7 +31,8 @@ mile_rng *lmile_check_rng(lua_State *L, int idx);
 /* The Lua thread running the current backward (custom Lua nodes call into it). */
 extern lua_State *lmile_backward_L;
 
-/* Register the C modules of mile in package.preload (mile.tensor, mile.core...). */
+/* Register the C modules of mile in package.preload (mile.tensor, mile.sys, the
+ * mile.<name>.core modules and mile.core itself). */
 void lmile_preload(lua_State *L);
 
 /* luaopen functions of the C modules. */
@@ -44,6 +45,7 @@ int luaopen_mile_envs_core(lua_State *L);
 int luaopen_mile_io_core(lua_State *L);
 int luaopen_mile_data_core(lua_State *L);
 int luaopen_mile_teleop_core(lua_State *L);
+int luaopen_mile_core(lua_State *L);
 
 /* 1-based dim argument at idx (negative counts from the end) -> 0-based C dim. */
 int32_t lmile_check_dim(lua_State *L, int idx, const mile_tensor *t);
