@@ -1,7 +1,7 @@
 -- scripts/calibrate_human.lua - derive each task's simulated-human cost and scale so
 -- that the human's decisions carry information about the state.
 --
---   mile scripts/calibrate_human.lua [--episodes 10] [--write] [task ...]
+--   mile scripts/calibrate_human.lua [--episodes 10] [--write] [--table] [task ...]
 --
 -- The public code's cost table (c, sigma per task) was tuned to its SAC policies'
 -- log-probability scale. With this project's experts the expected value gap
@@ -16,7 +16,9 @@
 --                                                          range as a normal sd, robust to tails)
 -- It prints the spread of p(s) and the information nu carries, I(nu; S) = H(E p) -
 -- E H(p(s)) in bits per step (the metrics' nu_bits_per_step); --write puts c and sigma
--- into the block `calibrated-human` of scripts/configs/<task>.lua.
+-- into the block `calibrated-human` of scripts/configs/<task>.lua. --table scores the
+-- public code's cost table (mile.tasks: human_cost, human_scale) on the same states
+-- instead, for comparison.
 local T = require "mile.tensor"
 local ag = require "mile.autograd"
 local loop = require "mile.loop"
@@ -26,8 +28,8 @@ local sys = require "mile.sys"
 local cli = require "mile.cli"
 
 local args = cli.parse("calibrate_human", { ... }, {
-  usage = "usage: mile scripts/calibrate_human.lua [--episodes N] [--write] [task ...]",
-  options = { episodes = "integer", write = "flag" }, positional = 8,
+  usage = "usage: mile scripts/calibrate_human.lua [--episodes N] [--write] [--table] [task ...]",
+  options = { episodes = "integer", write = "flag", table = "flag" }, positional = 8,
 })
 local EPISODES = args.episodes or 10
 local CONFIGS = { ["LunarLander-v3"] = "lunarlander", ["drawer-open-v3"] = "drawer_open",
@@ -76,6 +78,7 @@ local function calibrate(task)
   local c = quantile(d, 0.5)
   local sigma = (quantile(d, 0.75) - quantile(d, 0.25)) / 1.349
   if not (sigma > 0) then error(("%s: dbar does not vary over the states (sigma %g)"):format(task, sigma), 0) end
+  if args.table then c, sigma = run.task.human_cost, run.task.human_scale end
   -- what the human does with them: p(s) with the run's intervention model
   run.human.cost, run.human.scale = c, sigma
   local p = {}
@@ -100,7 +103,7 @@ for _, task in ipairs(tasks) do
   local r = calibrate(task)
   print(("%-20s %6d  %-9s %-9s %.3f  %.3f  %.3f  %.3f   %.3f   (%.0f s)"):format(task, r.states, fmt(r.cost),
     fmt(r.scale), r.p10, r.p50, r.p90, r.mean_p, r.bits, sys.monotonic() - t0))
-  if args.write then
+  if args.write and not args.table then
     local path = ("%s/configs/%s.lua"):format(here, CONFIGS[task] or task)
     local text = assert(io.open(path)):read("a")
     local block = ("  -- calibrated-human:begin (scripts/calibrate_human.lua: %d states, %.2f bits per step)\n"
