@@ -679,7 +679,7 @@ function M.run(spec, opts)
         launch(queue[next_job])
         next_job = next_job + 1
       end
-      sleep(opts.poll or 0.1)
+      sleep(opts.poll or backend.poll_interval or 0.1)
       for _, job in ipairs(queue) do
         local r = running[job]
         if r then

@@ -143,15 +143,17 @@ function M.new(o)
       error(("batch: the slurm backend needs %s on the PATH; not found: %s (install Slurm's client tools " ..
         "or load the cluster's Slurm module)"):format(table.concat(TOOLS, ", "), table.concat(missing, ", ")), 0)
     end
-    local ok, text, err = capture("sinfo -h -o %R")
+    local ok, text, err = capture("sinfo -a -h -o %R")
     if not ok then
       error(("batch: cannot reach the Slurm controller (%s): %s"):format(
         os.getenv("SLURM_CONF") and ("SLURM_CONF=" .. os.getenv("SLURM_CONF")) or "default slurm.conf",
         err ~= "" and err:gsub("\n", "; ") or "sinfo failed"), 0)
     end
     if opts.partition then
-      local names = {}
-      for p in text:gmatch("%S+") do names[#names + 1] = p end
+      local names, seen = {}, {}
+      for p in text:gmatch("%S+") do -- one line per partition and node state
+        if not seen[p] then seen[p] = true; names[#names + 1] = p end
+      end
       local found = false
       for _, p in ipairs(names) do found = found or p == opts.partition end
       if not found then
@@ -181,11 +183,23 @@ function M.new(o)
 
   -- this batch's tasks in the queue: list of {array, index, key = "A_I", id (the job's),
   -- state, elapsed, reason}; nil when squeue fails (the controller does not answer)
-  local snapshot, snapshot_t = nil, -math.huge
+  local snapshot, snapshot_t, by_key = nil, -math.huge, {}
+  local failing_since, warned_at = nil, -math.huge
   function b:tasks(fresh)
-    if not fresh and snapshot and sys.monotonic() - snapshot_t < self.poll_interval then return snapshot end
-    local ok, text = capture("squeue -h -r --me -o '%F|%K|%T|%M|%r|%o'")
-    if not ok then return nil end
+    if not fresh and snapshot and sys.monotonic() - snapshot_t < self.poll_interval then return snapshot, by_key end
+    local ok, text, err = capture("squeue -h -r -u \"$(id -un)\" -o '%F|%K|%T|%M|%r|%o'")
+    if not ok then
+      -- a controller that restarts or is overloaded: the tasks go on, ask again later
+      local now = sys.monotonic()
+      failing_since = failing_since or now
+      if now - warned_at > 300 then
+        io.stderr:write(("batch: squeue failed (%s); retrying (%.0f s so far)\n"):format(
+          err ~= "" and err:gsub("\n", "; ") or "no message", now - failing_since))
+        warned_at = now
+      end
+      return nil
+    end
+    failing_since, warned_at = nil, -math.huge
     local list = {}
     for line in text:gmatch("[^\n]+") do
       local array, index, state, elapsed, reason, script = line:match("^(%d+)|(%d+)|([^|]*)|([^|]*)|([^|]*)|(.*)$")
@@ -196,8 +210,9 @@ function M.new(o)
           state = state, elapsed = elapsed, reason = reason }
       end
     end
-    snapshot, snapshot_t = list, sys.monotonic()
-    return list
+    snapshot, snapshot_t, by_key = list, sys.monotonic(), {}
+    for _, t in ipairs(list) do by_key[t.key] = t end
+    return list, by_key
   end
 
   local function handle(job, task)
@@ -236,14 +251,13 @@ function M.new(o)
   function b:poll(h)
     local text = read_file(h.exit_file)
     if text then return status_of(text) end
-    local tasks = self:tasks()
+    local tasks, keys = self:tasks()
     if not tasks then return nil end -- squeue failed: ask again later
-    for _, t in ipairs(tasks) do if t.key == h.key then return nil end end
+    if keys[h.key] then return nil end
     text = read_file(h.exit_file) -- it may have ended since the snapshot
     if text then return status_of(text) end
-    tasks = self:tasks(true)
-    if not tasks then return nil end
-    for _, t in ipairs(tasks) do if t.key == h.key then return nil end end
+    tasks, keys = self:tasks(true)
+    if not tasks or keys[h.key] then return nil end
     text = read_file(h.exit_file)
     if text then return status_of(text) end
     local lines = { ("mile batch: Slurm task %s ended %s without an exit status"):format(h.key, final_state(h)) }
