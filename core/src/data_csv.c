@@ -209,20 +209,26 @@ static bool check_row_relations(const mile_dataset *ds, const double *row, int32
   return true;
 }
 
-/* Room for `rows` rows in total. */
-static mile_status reserve(mile_dataset *ds, int64_t rows, const char *fname) {
+/* Room for `rows` rows in total, growing by doubling but to at most `limit` rows
+ * (when limit >= rows; the reader's bound from the file's size). */
+static mile_status reserve_at_most(mile_dataset *ds, int64_t rows, int64_t limit, const char *fname) {
   if (rows <= ds->cap) return MILE_OK;
   int64_t cap = ds->cap ? ds->cap : 64;
   while (cap < rows) {
     if (cap > INT64_MAX / 2) return mile_err_nomem(fname);
     cap *= 2;
   }
+  if (limit >= rows && cap > limit) cap = limit;
   if ((uint64_t)cap > (uint64_t)PTRDIFF_MAX / sizeof(double) / (uint64_t)ds->cols) return mile_err_nomem(fname);
   double *p = realloc(ds->data, (size_t)cap * (size_t)ds->cols * sizeof *p);
   if (!p) return mile_err_nomem(fname);
   ds->data = p;
   ds->cap = cap;
   return MILE_OK;
+}
+
+static mile_status reserve(mile_dataset *ds, int64_t rows, const char *fname) {
+  return reserve_at_most(ds, rows, -1, fname);
 }
 
 /* Append n rows that have passed every check (capacity reserved or not). */
@@ -437,6 +443,55 @@ static bool parse_number(const char *s, size_t len, double *v, char *why, size_t
   return true;
 }
 
+/* How a number's text (as parse_number accepted it) stands to the integers. */
+typedef enum int_text { INT_TEXT_EXACT, INT_TEXT_BEYOND_2_53, INT_TEXT_FRACTION } int_text;
+
+/* Whether s[0..len) denotes an integer (in any spelling: "7", "7.0", "0.7e1") of
+ * magnitude <= 2^53, which a double holds exactly; an integer beyond; or a number
+ * with a fractional part. Decided on the digits, not on what strtod rounded them to.
+ * D is the text's digits without the point, P the place of the point in D after the
+ * exponent: the value is 0.D x 10^P. */
+static int_text classify_int_text(const char *s, size_t len) {
+  size_t i = 0;
+  if (i < len && (s[i] == '+' || s[i] == '-')) i++;
+  size_t start = i;
+  while (i < len && s[i] >= '0' && s[i] <= '9') i++;
+  if (i == len && i - start <= 15) return INT_TEXT_EXACT; /* plain integers below 10^15: the common case */
+  int64_t ndigits = 0, point = -1, first = -1, last = -1; /* indices into D */
+  for (i = start; i < len && s[i] != 'e' && s[i] != 'E'; i++) {
+    if (s[i] == '.') {
+      point = ndigits;
+      continue;
+    }
+    if (s[i] != '0') {
+      if (first < 0) first = ndigits;
+      last = ndigits;
+    }
+    ndigits++;
+  }
+  if (point < 0) point = ndigits;
+  if (i < len) { /* the exponent, saturated: fields are at most MILE_DATASET_MAX_FIELD bytes */
+    i++;
+    bool neg = s[i] == '-';
+    if (s[i] == '+' || s[i] == '-') i++;
+    int64_t e = 0;
+    for (; i < len; i++) e = e < 1000000 ? e * 10 + (s[i] - '0') : e;
+    point += neg ? -e : e;
+  }
+  if (first < 0) return INT_TEXT_EXACT;      /* zero */
+  if (last >= point) return INT_TEXT_FRACTION; /* a nonzero digit after the point */
+  if (point - first > 16) return INT_TEXT_BEYOND_2_53; /* >= 10^16 > 2^53 */
+  uint64_t u = 0; /* the digits first..point-1 of D, zeros past its end: < 10^16 */
+  int64_t k = 0;
+  for (i = start; i < len && s[i] != 'e' && s[i] != 'E'; i++) {
+    if (s[i] == '.') continue;
+    if (k >= first && k < point) u = u * 10 + (uint64_t)(s[i] - '0');
+    k++;
+  }
+  for (; k < point; k++) u *= 10;
+  return u <= (uint64_t)1 << 53 ? INT_TEXT_EXACT : INT_TEXT_BEYOND_2_53;
+}
+
 /* What a header name denotes. */
 typedef enum hkind { H_UNKNOWN, H_SCALAR, H_S, H_AR, H_AH, H_AR_D, H_AH_D } hkind;
 
@@ -476,6 +531,10 @@ static hkind classify(const char *name, mile_data_field *field, int32_t *index) 
 typedef struct reader {
   const char *label;
   int32_t n_actions;
+  int32_t n_float;
+  const char *const *float_columns; /* declared float by the caller */
+  int64_t max_bytes;                /* cap on the table; 0: none */
+  uint64_t source_size;             /* bytes of the file, 0: unknown */
   int64_t line;   /* the physical line being fed, 1-based */
   int32_t field;  /* fields seen so far in the current record */
   bool header_done;
@@ -488,6 +547,9 @@ typedef struct reader {
   mile_dataset *ds;
   int32_t *map; /* header position -> dataset column */
   int32_t *pos; /* dataset column -> header position */
+  bool *exact;  /* dataset column -> its numbers must be exact integers */
+  int64_t max_rows;       /* what the file's size and max_bytes allow (the reserve bound) */
+  int64_t max_bytes_rows; /* what max_bytes allows */
   double *row;
 } reader;
 
@@ -519,6 +581,7 @@ static void setup_header(reader *r) {
   int32_t index;
   /* pass 1: every name known; sizes of the indexed groups */
   int32_t max_s = -1, max_ar = -1, max_ah = -1;
+  int32_t count[3] = {0, 0, 0}, at_max[3] = {0, 0, 0}; /* s_, ar_, ah_: how many, where the largest */
   int32_t disc_ar = -1, disc_ah = -1; /* header positions of 'ar' / 'ah' */
   int32_t first_ar_c = -1, first_ah_c = -1;
   for (int32_t j = 0; j < hn; j++) {
@@ -533,14 +596,25 @@ static void setup_header(reader *r) {
       return reader_fail(r, line, j + 1, "unknown column %s (expected episode, t, s_<i>, ar and ah or ar_<i> and "
                          "ah_<i>, nu, reward, done, success, p)", hname(r, j, b1, sizeof b1));
     }
-    if (k == H_S && index > max_s) max_s = index;
-    if (k == H_AR && index > max_ar) max_ar = index;
-    if (k == H_AH && index > max_ah) max_ah = index;
+    if (k == H_S || k == H_AR || k == H_AH) count[k - H_S]++;
+    if (k == H_S && index > max_s) max_s = index, at_max[0] = j;
+    if (k == H_AR && index > max_ar) max_ar = index, at_max[1] = j;
+    if (k == H_AH && index > max_ah) max_ah = index, at_max[2] = j;
     if (k == H_AR && first_ar_c < 0) first_ar_c = j;
     if (k == H_AH && first_ah_c < 0) first_ah_c = j;
     if (k == H_AR_D && disc_ar < 0) disc_ar = j;
     if (k == H_AH_D && disc_ah < 0) disc_ah = j;
   }
+  /* an index beyond the header's own length (s_1048575 among ten names) is a gap:
+   * say so before anything is sized by it (below, the gap is named precisely) */
+  static const char *const prefixes[3] = {"s", "ar", "ah"};
+  const int32_t maxes[3] = {max_s, max_ar, max_ah};
+  for (int g = 0; g < 3; g++)
+    if (maxes[g] >= hn)
+      return reader_fail(r, line, at_max[g] + 1, "column '%s_%d': the header has %d '%s_<i>' column%s, too few for "
+                         "%s_0..%s_%d (the %s_<i> columns must be numbered 0, 1, 2, ... without gaps)",
+                         prefixes[g], (int)maxes[g], (int)count[g], prefixes[g], count[g] == 1 ? "" : "s",
+                         prefixes[g], prefixes[g], (int)maxes[g], prefixes[g]);
   /* pass 2: duplicates (positions of each name, -1 when absent) */
   int32_t n_s = max_s + 1, n_ar = max_ar + 1, n_ah = max_ah + 1;
   int32_t *where = malloc(((size_t)n_s + (size_t)n_ar + (size_t)n_ah + MILE_DATA_FIELD_COUNT + 2) * sizeof *where);
@@ -638,6 +712,31 @@ static void setup_header(reader *r) {
     r->pos[col] = j;
   }
   free(where);
+  /* exact columns hold integers; the caller may declare some of them float */
+  r->exact = malloc((size_t)ds->cols * sizeof *r->exact);
+  if (!r->exact) return reader_nomem(r);
+  for (int32_t c = 0; c < ds->cols; c++) {
+    mile_data_field f = field_of(ds, c);
+    r->exact[c] = f == MILE_DATA_FIELD_EPISODE || f == MILE_DATA_FIELD_T || f == MILE_DATA_FIELD_NU ||
+                  f == MILE_DATA_FIELD_DONE || f == MILE_DATA_FIELD_SUCCESS ||
+                  (ds->discrete && (f == MILE_DATA_FIELD_ROBOT_ACTION || f == MILE_DATA_FIELD_HUMAN_ACTION));
+  }
+  for (int32_t i = 0; i < r->n_float; i++) {
+    int32_t j = 0;
+    while (j < hn && strcmp(r->hnames[j], r->float_columns[i]) != 0) j++;
+    if (j == hn) {
+      const char *name = r->float_columns[i];
+      return reader_fail(r, line, 1, "float column %s is not a column of the file",
+                         show_text(name, strlen(name), b1, sizeof b1));
+    }
+    r->exact[r->map[j]] = false;
+  }
+  /* rows: a row of hn fields takes at least 2 hn bytes (a digit and a separator
+   * each), so the file's size bounds them; max_bytes bounds the table */
+  int64_t row_bytes = (int64_t)ds->cols * (int64_t)sizeof(double);
+  r->max_bytes_rows = r->max_bytes > 0 ? r->max_bytes / row_bytes : INT64_MAX;
+  r->max_rows = r->source_size ? (int64_t)(r->source_size / (2 * (uint64_t)hn)) + 1 : INT64_MAX;
+  if (r->max_bytes_rows < r->max_rows) r->max_rows = r->max_bytes_rows;
   r->header_done = true;
 }
 
@@ -673,8 +772,21 @@ static void on_field(void *text, size_t len, void *data) {
   if (len > MILE_DATASET_MAX_FIELD)
     return reader_fail(r, r->line, j + 1, "column '%s': a field longer than %d bytes", r->ds->names[col],
                        MILE_DATASET_MAX_FIELD);
-  if (!parse_number(s, len, &v, why, sizeof why) || !check_value(r->ds, col, v, why, sizeof why))
+  if (!parse_number(s, len, &v, why, sizeof why))
     return reader_fail(r, r->line, j + 1, "column '%s': %s", r->ds->names[col], why);
+  /* lossless or refused: an exact column's number must be the integer stored */
+  int_text kind = r->exact[col] ? classify_int_text(s, len) : INT_TEXT_EXACT;
+  char nb[32];
+  if (kind == INT_TEXT_BEYOND_2_53)
+    return reader_fail(r, r->line, j + 1, "column '%s': %s is an integer beyond 2^53, which a double cannot hold "
+                       "exactly (it would be read as %s); declare the column float to accept the rounding",
+                       r->ds->names[col], show_text(s, len, shown, sizeof shown), show_number(v, nb, sizeof nb));
+  if (!check_value(r->ds, col, v, why, sizeof why))
+    return reader_fail(r, r->line, j + 1, "column '%s': %s", r->ds->names[col], why);
+  if (kind == INT_TEXT_FRACTION)
+    return reader_fail(r, r->line, j + 1, "column '%s': %s is not an integer, but would be read as %s; declare the "
+                       "column float to accept the rounding", r->ds->names[col], show_text(s, len, shown, sizeof shown),
+                       show_number(v, nb, sizeof nb));
   r->row[col] = v;
 }
 
@@ -700,7 +812,17 @@ static void on_record(int c, void *data) {
   int32_t bad;
   if (!check_row_relations(r->ds, r->row, &bad, why, sizeof why))
     return reader_fail(r, r->line, r->pos[bad] + 1, "column '%s': %s", r->ds->names[bad], why);
-  mile_status st = push_rows(r->ds, 1, r->row, r->label);
+  mile_dataset *ds = r->ds;
+  if (ds->rows >= r->max_bytes_rows) {
+    if (r->st == MILE_OK)
+      r->st = mile_set_error(MILE_ERR_NOMEM, "%s:%lld:1: the dataset exceeds max_bytes = %lld: %lld rows of %d "
+                             "columns take %lld bytes, row %lld would need more", r->label, (long long)r->line,
+                             (long long)r->max_bytes, (long long)ds->rows, (int)ds->cols,
+                             (long long)(ds->rows * ds->cols * (int64_t)sizeof(double)), (long long)ds->rows + 1);
+    return;
+  }
+  mile_status st = reserve_at_most(ds, ds->rows + 1, r->max_rows, r->label);
+  if (st == MILE_OK) st = push_rows(ds, 1, r->row, r->label);
   if (st != MILE_OK) reader_nomem(r);
 }
 
@@ -730,6 +852,7 @@ static void reader_free(reader *r) {
   free(r->hnames);
   free(r->map);
   free(r->pos);
+  free(r->exact);
   free(r->row);
   mile_dataset_free(r->ds);
 }
@@ -759,10 +882,17 @@ static mile_status source_next(source *src, const char **chunk, size_t *n) {
   return MILE_OK;
 }
 
-static mile_status parse_source(mile_dataset **out, source *src, const char *label, int32_t n_actions) {
+static mile_status parse_source(mile_dataset **out, source *src, const char *label, uint64_t size,
+                                const mile_dataset_load_options *o) {
   struct csv_parser p;
   if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0) return mile_err_nomem("load_dataset");
-  reader r = {.label = label, .n_actions = n_actions, .line = 1};
+  reader r = {.label = label,
+              .n_actions = o->n_actions,
+              .n_float = o->n_float,
+              .float_columns = o->float_columns,
+              .max_bytes = o->max_bytes,
+              .source_size = size,
+              .line = 1};
   c_locale loc;
   c_locale_enter(&loc);
   bool first = true;
@@ -794,33 +924,61 @@ static mile_status parse_source(mile_dataset **out, source *src, const char *lab
   return st;
 }
 
-mile_status mile_dataset_parse(mile_dataset **out, const void *data, size_t size, const char *label,
-                               int32_t n_actions) {
+/* Check the options (NULL: defaults, into *copy). */
+static mile_status check_options(const mile_dataset_load_options *options, mile_dataset_load_options *copy) {
+  static const char FN[] = "load_dataset";
+  *copy = options ? *options : (mile_dataset_load_options){0};
+  if (copy->n_actions < 0) return mile_set_error(MILE_ERR_ARGUMENT, "%s: n_actions < 0", FN);
+  if (copy->n_float < 0 || (copy->n_float > 0 && !copy->float_columns))
+    return mile_set_error(MILE_ERR_ARGUMENT, "%s: n_float < 0 or float_columns NULL", FN);
+  for (int32_t i = 0; i < copy->n_float; i++)
+    if (!copy->float_columns[i]) return mile_set_error(MILE_ERR_ARGUMENT, "%s: float_columns[%d] is NULL", FN, (int)i);
+  if (copy->max_bytes < 0) return mile_set_error(MILE_ERR_ARGUMENT, "%s: max_bytes < 0", FN);
+  return MILE_OK;
+}
+
+mile_status mile_dataset_parse_with(mile_dataset **out, const void *data, size_t size, const char *label,
+                                    const mile_dataset_load_options *options) {
   if (!out) return mile_set_error(MILE_ERR_ARGUMENT, "load_dataset: out is NULL");
   *out = NULL;
   if (!data && size > 0) return mile_set_error(MILE_ERR_ARGUMENT, "load_dataset: data is NULL");
-  if (n_actions < 0) return mile_set_error(MILE_ERR_ARGUMENT, "load_dataset: n_actions < 0");
+  mile_dataset_load_options o;
+  MILE_TRY(check_options(options, &o));
   source src = {.mem = data ? data : "", .size = size};
-  return parse_source(out, &src, label ? label : "<memory>", n_actions);
+  return parse_source(out, &src, label ? label : "<memory>", size, &o);
 }
 
-mile_status mile_dataset_load(mile_dataset **out, const char *path, int32_t n_actions) {
+mile_status mile_dataset_parse(mile_dataset **out, const void *data, size_t size, const char *label,
+                               int32_t n_actions) {
+  mile_dataset_load_options o = {.n_actions = n_actions};
+  return mile_dataset_parse_with(out, data, size, label, &o);
+}
+
+mile_status mile_dataset_load_with(mile_dataset **out, const char *path, const mile_dataset_load_options *options) {
   if (!out) return mile_set_error(MILE_ERR_ARGUMENT, "load_dataset: out is NULL");
   *out = NULL;
   if (!path) return mile_set_error(MILE_ERR_ARGUMENT, "load_dataset: path is NULL");
-  if (n_actions < 0) return mile_set_error(MILE_ERR_ARGUMENT, "load_dataset: n_actions < 0");
+  mile_dataset_load_options o;
+  MILE_TRY(check_options(options, &o));
   FILE *f = fopen(path, "rb");
   if (!f) return mile_set_error(MILE_ERR_IO, "%s: %s", path, strerror(errno));
+  struct stat sb; /* a regular file's size bounds the rows (a pipe's is unknown) */
+  uint64_t size = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 ? (uint64_t)sb.st_size : 0;
   char *buf = malloc(CHUNK);
   if (!buf) {
     fclose(f);
     return mile_err_nomem("load_dataset");
   }
   source src = {.f = f, .buf = buf, .path = path};
-  mile_status st = parse_source(out, &src, path, n_actions);
+  mile_status st = parse_source(out, &src, path, size, &o);
   free(buf);
   fclose(f);
   return st;
+}
+
+mile_status mile_dataset_load(mile_dataset **out, const char *path, int32_t n_actions) {
+  mile_dataset_load_options o = {.n_actions = n_actions};
+  return mile_dataset_load_with(out, path, &o);
 }
 
 /* ---- writing ---------------------------------------------------------------------- */

@@ -92,13 +92,22 @@ end
 --- data.load(path [, expect]) -> Dataset | nil, message
 -- Reads and checks a dataset CSV. A malformed file raises "<path>:<line>:<column>:
 -- <problem>"; a file that cannot be opened or read returns nil, message. expect
--- (optional): {n_actions=, obs_dim=, action_dim=, discrete=, has_p=}; n_actions checks
--- every discrete action against it (with line and column), the others are compared
--- with the file's layout (an error names both).
+-- (optional): {n_actions=, obs_dim=, action_dim=, discrete=, has_p=, float=,
+-- max_bytes=}; n_actions checks every discrete action against it (with line and
+-- column), obs_dim .. has_p are compared with the file's layout (an error names both).
+-- Lossless or refused: numbers in the exact columns (episode, t, nu, done, success,
+-- discrete ar/ah) must be exactly the integer stored ("9007199254740993", beyond
+-- 2^53, is an error, not 2^53); float = {"t", ...} declares such columns float, so
+-- their numbers are rounded to the nearest double instead (the observation, reward,
+-- p and continuous action columns are floats already). max_bytes caps the table's
+-- memory (rows x columns x 8 bytes): a longer file raises before it is read whole.
 function M.load(path, expect)
   if type(path) ~= "string" then fail("data.load: path must be a string, got %s", type(path)) end
   expect = expect or {}
-  local box, err = core.load(path, expect.n_actions)
+  if expect.float ~= nil and type(expect.float) ~= "table" then
+    fail("data.load: float must be a list of column names, got %s", type(expect.float))
+  end
+  local box, err = core.load(path, expect.n_actions, expect.float, expect.max_bytes)
   if not box then return nil, err end
   local ds = wrap(box)
   for _, k in ipairs { "obs_dim", "action_dim", "discrete", "has_p" } do

@@ -112,13 +112,38 @@ static int d_new(lua_State *L) {
   return 1;
 }
 
-/* load(path, n_actions) -> box | nil, msg */
+/* load(path, n_actions, float_columns {names} | nil, max_bytes | nil) -> box | nil, msg */
 static int d_load(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  int32_t n_actions = lua_isnoneornil(L, 2) ? 0 : check_int32(L, 2, 0, INT32_MAX, "n_actions");
+  mile_dataset_load_options o = {0};
+  o.n_actions = lua_isnoneornil(L, 2) ? 0 : check_int32(L, 2, 0, INT32_MAX, "n_actions");
+  if (!lua_isnoneornil(L, 4)) {
+    lua_Integer max = lua_isinteger(L, 4) ? lua_tointeger(L, 4) : 0;
+    if (max < 1) data_raise(L, "data.load: max_bytes must be a positive integer");
+    o.max_bytes = (int64_t)max;
+  }
+  lua_settop(L, 3);
+  if (!lua_isnil(L, 3)) { /* the names, borrowed from the table (alive on the stack) */
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 3);
+    if (n < 0 || n > 3 * MILE_DATASET_MAX_DIM + 8) data_raise(L, "data.load: float: too many names (%I)", n);
+    const char **names = lua_newuserdatauv(L, (size_t)n * sizeof *names + 1, 0); /* stack: ..., names */
+    for (lua_Integer i = 1; i <= n; i++) {
+      size_t len;
+      lua_geti(L, 3, i);
+      const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+      if (!name || strlen(name) != len)
+        data_raise(L, "data.load: float must be a list of column names (\"t\", \"episode\", \"ar\", ...); item %I is %s",
+                   i, name ? "a string with a zero byte" : luaL_typename(L, -1));
+      names[i - 1] = name;
+      lua_pop(L, 1);
+    }
+    o.n_float = (int32_t)n;
+    o.float_columns = names;
+  }
   ds_box *box = push_box(L);
   mile_dataset *ds;
-  mile_status st = mile_dataset_load(&ds, path, n_actions);
+  mile_status st = mile_dataset_load_with(&ds, path, &o);
   if (st == MILE_ERR_IO) {
     lua_pushnil(L);
     lua_pushstring(L, mile_last_error());

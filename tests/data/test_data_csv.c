@@ -443,6 +443,134 @@ static void test_bad_rows(void **state) {
 }
 
 /* A quote that never closes must not read the rest of a big file into one field. */
+/* Parse with options; expect `want` (a status) and, on failure, a message starting with `msg`. */
+static mile_dataset *parse_with(const char *text, const mile_dataset_load_options *o, mile_status want,
+                                const char *msg) {
+  mile_dataset *ds = (mile_dataset *)&ds;
+  mile_set_error(MILE_OK, "%s", "");
+  mile_status st = mile_dataset_parse_with(&ds, text, strlen(text), "t.csv", o);
+  if (st != want)
+    fail_msg("parsing %s: got %s (%s), expected %s", text, mile_status_name(st), mile_last_error(),
+             mile_status_name(want));
+  if (st != MILE_OK) {
+    assert_null(ds);
+    if (strncmp(mile_last_error(), msg, strlen(msg)) != 0)
+      fail_msg("message \"%s\" does not start with \"%s\"", mile_last_error(), msg);
+  }
+  return st == MILE_OK ? ds : NULL;
+}
+
+/* The value of column `col` in the only row of a one-row file. */
+static double only_value(const char *text, const mile_dataset_load_options *o, int32_t col) {
+  mile_dataset *ds = parse_with(text, o, MILE_OK, "");
+  assert_int_equal(mile_dataset_rows(ds), 1);
+  double v = mile_dataset_data(ds)[col];
+  mile_dataset_free(ds);
+  return v;
+}
+
+/* Lossless or refused: a number in an exact column (episode, t, nu, done, success,
+ * discrete actions) must be exactly the integer stored; 9007199254740993 used to
+ * become 2^53 without a word. Float columns round as strtod does. */
+static void test_exact_columns(void **state) {
+  (void)state;
+  char text[512];
+#define ROW(fields) (snprintf(text, sizeof text, "%s%s\n", HEADER, fields), text)
+  /* HEADER: episode,t,s_0,s_1,s_2,ar,ah,nu,reward,done,success */
+  expect_format(ROW("0,9007199254740993,0,0,0,1,1,0,0,0,0"), 0,
+                "t.csv:2:2: column 't': \"9007199254740993\" is an integer beyond 2^53, which a double cannot hold "
+                "exactly (it would be read as 9007199254740992); declare the column float to accept the rounding");
+  expect_format(ROW("9007199254740994,0,0,0,0,1,1,0,0,0,0"), 0, "t.csv:2:1: column 'episode': \"9007199254740994\" "
+                "is an integer beyond 2^53");
+  expect_format(ROW("0,1e16,0,0,0,1,1,0,0,0,0"), 0, "t.csv:2:2: column 't': \"1e16\" is an integer beyond 2^53");
+  expect_format(ROW("0,123456789012345678901234567890,0,0,0,1,1,0,0,0,0"), 0, "t.csv:2:2: column 't': \"1234");
+  expect_format(ROW("0,0,0,0,0,1,1,1.0000000000000001,0,0,0"), 0,
+                "t.csv:2:8: column 'nu': \"1.0000000000000001\" is not an integer, but would be read as 1; declare "
+                "the column float to accept the rounding");
+  expect_format(ROW("0,0,0,0,0,1,1,0,0,1e-400,0"), 0, "t.csv:2:10: column 'done': \"1e-400\" is not an integer, but "
+                "would be read as 0");
+  expect_format(ROW("0,0,0,0,0,2.0000000000000001,2,0,0,0,0"), 0, "t.csv:2:6: column 'ar': \"2.0000000000000001\" is "
+                "not an integer");
+  expect_format(ROW("0,4.9999999999999999,0,0,0,1,1,0,0,0,0"), 0, "t.csv:2:2: column 't': \"4.9999999999999999\" is "
+                "not an integer, but would be read as 5");
+  /* a value that is not an integer at all keeps its message */
+  expect_format(ROW("0,0,0,0,0,1,1,0.5,0,0,0"), 0, "t.csv:2:8: column 'nu': must be 0 or 1, got 0.5");
+  /* exact spellings of integers load */
+  assert_true(only_value(ROW("9007199254740992,0,0,0,0,1,1,0,0,0,0"), NULL, 0) == 9007199254740992.0);
+  assert_true(only_value(ROW("9.007199254740992e15,0,0,0,0,1,1,0,0,0,0"), NULL, 0) == 9007199254740992.0);
+  assert_true(only_value(ROW("9007199254740991.000,0,0,0,0,1,1,0,0,0,0"), NULL, 0) == 9007199254740991.0);
+  assert_true(only_value(ROW("0,0,0,0,0,1,1,0.1e1,0,0,0"), NULL, 7) == 1);
+  assert_true(only_value(ROW("0,0,0,0,0,1,1,100000000000000000000e-20,0,0,0"), NULL, 7) == 1);
+  assert_true(only_value(ROW("0,0,0,0,0,1,1,0e999999999999,0,0,-0.000"), NULL, 7) == 0);
+  assert_true(only_value(ROW("0,12e1,0,0,0,1,1,0,0,0,0"), NULL, 1) == 120);
+  /* float columns round to the nearest double */
+  assert_true(only_value(ROW("0,0,9007199254740993,0,0,1,1,0,0.1,0,0"), NULL, 2) == 9007199254740992.0);
+  assert_true(only_value(ROW("0,0,9007199254740993,0,0,1,1,0,0.1,0,0"), NULL, 8) == 0.1);
+  /* continuous actions are floats */
+  const char *cont = "episode,t,s_0,ar_0,ah_0,nu,reward,done,success\n0,0,0,0.1,0.1,0,0,0,0\n";
+  assert_true(only_value(cont, NULL, 3) == 0.1);
+  /* declared float: the rounding is accepted, the column's checks still apply */
+  const char *t_float[] = {"t"}, *unknown[] = {"s_9"}, *two[] = {"nu", "episode"};
+  mile_dataset_load_options o = {.n_float = 1, .float_columns = t_float};
+  assert_true(only_value(ROW("0,9007199254740993,0,0,0,1,1,0,0,0,0"), &o, 1) == 9007199254740992.0);
+  parse_with(ROW("0,9007199254740995,0,0,0,1,1,0,0,0,0"), &o, MILE_ERR_FORMAT,
+             "t.csv:2:2: column 't': must be a non-negative integer, got 9007199254740996");
+  parse_with(ROW("0,0,0,0,0,1,1,1.0000000000000001,0,0,0"), &o, MILE_ERR_FORMAT, "t.csv:2:8: column 'nu'");
+  mile_dataset_load_options o2 = {.n_float = 2, .float_columns = two};
+  assert_true(only_value(ROW("0,0,0,0,0,1,1,1.0000000000000001,0,0,0"), &o2, 7) == 1);
+  mile_dataset_load_options bad = {.n_float = 1, .float_columns = unknown};
+  parse_with(ROW("0,0,0,0,0,1,1,0,0,0,0"), &bad, MILE_ERR_FORMAT,
+             "t.csv:1:1: float column \"s_9\" is not a column of the file");
+#undef ROW
+  /* what mile writes, it reads back bit for bit: integers up to 2^53 in the exact columns */
+  mile_dataset *ds, *back;
+  OK(mile_dataset_new(&ds, 1, 1, 1, 0));
+  double rows[2][9] = {{9007199254740992.0, 9007199254740991.0, 0.1, 2147483647.0, 2147483647.0, 0, -0.0, 1, 1},
+                       {1e15 + 1, 4503599627370497.0, 1e300, 0, 3, 1, 5e-324, 0, 0}};
+  OK(mile_dataset_append(ds, 2, &rows[0][0]));
+  const char *path = in_dir("exact.csv");
+  OK(mile_dataset_save(ds, path));
+  OK(mile_dataset_load(&back, path, 0));
+  assert_same(ds, back);
+  mile_dataset_free(ds), mile_dataset_free(back);
+}
+
+/* Sizes the file declares are checked against what it holds before they size an
+ * allocation, and max_bytes caps the table. */
+static void test_declared_sizes_and_cap(void **state) {
+  (void)state;
+  /* s_1048575 among nine names: refused before ~12 MB of column maps are sized by it */
+  expect_format("episode,t,s_1048575,ar,ah,nu,reward,done,success\n", 0,
+                "t.csv:1:3: column 's_1048575': the header has 1 's_<i>' column, too few for s_0..s_1048575");
+  expect_format("episode,t,s_0,ar_0,ah_999999,nu,reward,done,success\n", 0,
+                "t.csv:1:5: column 'ah_999999': the header has 1 'ah_<i>' column, too few");
+  /* max_bytes: 3 rows of 11 columns take 264 bytes */
+  char *text = rows_then(3, "");
+  mile_dataset_load_options o = {.max_bytes = 264};
+  mile_dataset *ds = parse_with(text, &o, MILE_OK, "");
+  assert_int_equal(mile_dataset_rows(ds), 3);
+  mile_dataset_free(ds);
+  o.max_bytes = 263;
+  parse_with(text, &o, MILE_ERR_NOMEM,
+             "t.csv:4:1: the dataset exceeds max_bytes = 263: 2 rows of 11 columns take 176 bytes, row 3 would need more");
+  /* the same from a file */
+  const char *path = in_dir("cap.csv");
+  write_text(path, text, strlen(text));
+  EXPECT_ERR_MSG(MILE_ERR_NOMEM, "cap.csv:4:1: the dataset exceeds max_bytes = 263", mile_dataset_load_with(&ds, path, &o));
+  o.max_bytes = 0; /* no cap */
+  OK(mile_dataset_load_with(&ds, path, &o));
+  assert_int_equal(mile_dataset_rows(ds), 3);
+  mile_dataset_free(ds);
+  OK(mile_dataset_load_with(&ds, path, NULL));
+  mile_dataset_free(ds);
+  free(text);
+  /* bad options */
+  mile_dataset_load_options neg = {.max_bytes = -1}, nf = {.n_float = 1}, na = {.n_actions = -1};
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "max_bytes < 0", mile_dataset_parse_with(&ds, "", 0, NULL, &neg));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "float_columns NULL", mile_dataset_parse_with(&ds, "", 0, NULL, &nf));
+  EXPECT_ERR_MSG(MILE_ERR_ARGUMENT, "n_actions < 0", mile_dataset_load_with(&ds, path, &na));
+}
+
 static void test_unclosed_quote_is_bounded(void **state) {
   size_t n = 1 << 20;
   char *text = malloc(n + 200);
@@ -895,6 +1023,8 @@ int main(void) {
       cmocka_unit_test(test_crlf_quotes_bom_blank_lines),
       cmocka_unit_test(test_bad_headers),
       cmocka_unit_test(test_bad_rows),
+      cmocka_unit_test(test_exact_columns),
+      cmocka_unit_test(test_declared_sizes_and_cap),
       cmocka_unit_test(test_unclosed_quote_is_bounded),
       cmocka_unit_test(test_every_prefix),
       cmocka_unit_test(test_mutations),

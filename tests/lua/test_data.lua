@@ -201,6 +201,50 @@ T.test("load: errors name file:line:column, I/O failures return nil, message", f
   T.truthy(err2:find("^/nonexistent%-dir/x.csv: cannot create a temporary file"))
 end)
 
+T.test("load: exact columns are lossless or refused; float declares rounding; max_bytes caps", function()
+  local path = tmpfile()
+  local header = "episode,t,s_0,ar,ah,nu,reward,done,success\n"
+  -- 9007199254740993 used to load as 2^53 without a word
+  write(path, header .. "0,9007199254740993,9007199254740993,1,1,0,0.1,0,0\n")
+  T.eq(T.raises(function() data.load(path) end), path .. ":2:2: column 't': \"9007199254740993\" is an integer " ..
+       "beyond 2^53, which a double cannot hold exactly (it would be read as 9007199254740992); declare the column " ..
+       "float to accept the rounding")
+  local ds = data.load(path, { float = { "t" } }) -- s_0 and reward are floats by nature
+  local cols = ds:tensors { dtype = "float64" }
+  T.eq(cols.t[1], 2 ^ 53)
+  T.eq(cols.obs[1][1], 2 ^ 53)
+  T.eq(cols.reward[1], 0.1)
+  write(path, header .. "0,0,0,1,1,1.0000000000000001,0,0,0\n")
+  T.raises(function() data.load(path) end, ":2:6: column 'nu': \"1.0000000000000001\" is not an integer, but " ..
+           "would be read as 1")
+  T.eq(data.load(path, { float = { "nu", "t" } }):n_interventions(), 1)
+  T.raises(function() data.load(path, { float = { "x" } }) end, ":1:1: float column \"x\" is not a column of the file")
+  T.raises(function() data.load(path, { float = "nu" }) end, "float must be a list of column names")
+  T.raises(function() data.load(path, { float = { 1 } }) end, "float must be a list of column names")
+  -- max_bytes: 3 rows of 9 columns take 216 bytes
+  write(path, header .. "0,0,0,1,1,0,0,0,0\n0,1,0,1,1,0,0,0,0\n0,2,0,1,1,0,0,0,0\n")
+  T.eq(data.load(path, { max_bytes = 216 }):size(), 3)
+  T.raises(function() data.load(path, { max_bytes = 215 }) end, ":4:1: the dataset exceeds max_bytes = 215")
+  T.raises(function() data.load(path, { max_bytes = 0 }) end, "max_bytes must be a positive integer")
+  -- a header naming s_1048575 among nine columns is refused before it sizes anything
+  write(path, "episode,t,s_1048575,ar,ah,nu,reward,done,success\n")
+  T.raises(function() data.load(path) end, ":1:3: column 's_1048575': the header has 1 's_<i>' column, too few")
+  -- what mile writes it reads back bit for bit, exact and float columns alike
+  local big = data.new { obs_dim = 2, action_dim = 2, discrete = false, has_p = true }
+  big:append { episode = 2 ^ 53, t = 2 ^ 53 - 1, obs = { 0.1, 1 / 3 }, robot_action = { -0.0, 5e-324 },
+               nu = 0, reward = 1e300, done = true, success = false, p = 0.3 }
+  big:append { episode = 4503599627370497, t = 0, obs = { 2 ^ 53 + 2, -1e-300 }, robot_action = { 0.7, 1.1 },
+               human_action = { 1 / 7, 2 ^ 60 }, nu = 1, reward = -2.5, done = false, success = true, p = 1 }
+  assert(big:save(path))
+  local back = data.load(path)
+  for name, t in pairs(big:tensors { dtype = "float64" }) do
+    local u = back:tensors { dtype = "float64" }[name]
+    T.eq(string.pack(">d", t:sum():item()), string.pack(">d", u:sum():item()), name)
+    same_tensors(t, u)
+  end
+  os.remove(path)
+end)
+
 T.test("append_to: per-round appends, header checks", function()
   local ds = discrete_dataset(30, { has_p = true })
   local path = tmpfile()

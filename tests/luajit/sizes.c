@@ -13,5 +13,8 @@ int main(void) {
   printf("mile_tensor.grad %zu\n", offsetof(mile_tensor, grad));
   printf("mile_tensor.grad_fn %zu\n", offsetof(mile_tensor, grad_fn));
   printf("mile_rng %zu\n", sizeof(mile_rng));
+  printf("mile_dataset_load_options %zu\n", sizeof(mile_dataset_load_options));
+  printf("mile_dataset_load_options.float_columns %zu\n", offsetof(mile_dataset_load_options, float_columns));
+  printf("mile_dataset_load_options.max_bytes %zu\n", offsetof(mile_dataset_load_options, max_bytes));
   return 0;
 }

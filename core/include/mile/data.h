@@ -23,6 +23,17 @@
  * separated by ',', rows ended by LF or CRLF, every row with the header's number of
  * fields. Fields may be quoted ("0.5"). Numbers are decimal (no hex, no NaN, no
  * Inf); mile writes them with "%.17g", so a save/load round trip is bit-exact.
+ *
+ * Lossless or refused: the exact columns (episode, t, nu, done, success, and the
+ * actions of a discrete dataset) hold integers, and a number there must be exactly
+ * the double stored: "9007199254740993" (beyond 2^53, it would be read as 2^53) or
+ * "1.0000000000000001" (read as 1) is an error naming file:line:column, never a
+ * silently different value. The float columns (s_<i>, reward, p, and the actions of
+ * a continuous dataset) are real numbers by nature: a decimal there is rounded to
+ * the nearest double, as strtod does (and mile's own "%.17g" text reads back bit for
+ * bit). A loader may declare more columns float (mile_dataset_load_options) to
+ * accept the rounding in an exact column of a file written elsewhere; the value must
+ * still pass the column's checks once rounded.
  * The last row must end with a newline (a row cut short by a crash is an error,
  * never silently data). Blank lines are skipped; a leading UTF-8 BOM is ignored.
  * Errors in a file are MILE_ERR_FORMAT with the message
@@ -129,7 +140,9 @@ MILE_API mile_status mile_dataset_subset(mile_dataset **out, const mile_dataset 
 /* Read and validate the dataset CSV at `path` (see the top of this file) into a new
  * dataset *out. n_actions > 0 also checks discrete actions against A (and sets the
  * dataset's n_actions); 0 checks only that they are non-negative integers.
- * The file is read in chunks; memory is the table plus one row.
+ * The file is read in chunks; memory is the table plus one row, and the table never
+ * takes more rows than the file's size can hold (a row of k fields takes at least 2k
+ * bytes) nor more columns than its header names.
  * Returns MILE_OK; MILE_ERR_IO when the file cannot be opened or read ("<path>:
  * <system error>"); MILE_ERR_FORMAT "<path>:<line>:<column>: <problem>";
  * MILE_ERR_NOMEM; MILE_ERR_ARGUMENT for NULL arguments. */
@@ -138,6 +151,31 @@ MILE_API mile_status mile_dataset_load(mile_dataset **out, const char *path, int
  * in messages (NULL: "<memory>"). */
 MILE_API mile_status mile_dataset_parse(mile_dataset **out, const void *data, size_t size, const char *label,
                                         int32_t n_actions);
+
+/* Options of mile_dataset_load_with / mile_dataset_parse_with. A zeroed struct gives
+ * the behaviour of mile_dataset_load(out, path, 0). */
+typedef struct mile_dataset_load_options {
+  /* as mile_dataset_load's n_actions (>= 0; 0: unknown) */
+  int32_t n_actions;
+  /* float_columns[0 .. n_float-1]: names of exact columns of the file (as in its
+   * header: "t", "episode", "ar", "nu", ...) declared float: their numbers are
+   * rounded to the nearest double instead of refused when inexact. Each name must be
+   * a column of the file. May be NULL when n_float is 0. */
+  int32_t n_float;
+  const char *const *float_columns;
+  /* a cap on the bytes of the table (rows x columns x 8): a file with more rows is
+   * MILE_ERR_NOMEM "<file>:<line>:1: ... exceeds max_bytes ..." before the table
+   * grows past it. 0: no cap. */
+  int64_t max_bytes;
+} mile_dataset_load_options;
+
+/* mile_dataset_load / mile_dataset_parse with options (NULL: all defaults). Also
+ * MILE_ERR_ARGUMENT for bad options (n_float < 0, a NULL name, max_bytes < 0), and
+ * MILE_ERR_FORMAT "<file>:1:1: float column 'x' is not a column of the file". */
+MILE_API mile_status mile_dataset_load_with(mile_dataset **out, const char *path,
+                                            const mile_dataset_load_options *options);
+MILE_API mile_status mile_dataset_parse_with(mile_dataset **out, const void *data, size_t size, const char *label,
+                                             const mile_dataset_load_options *options);
 
 /* Write the whole dataset to `path` (header, then every row; "%.17g" numbers, LF
  * line ends), atomically: into a new temporary file "<path>.tmp-<pid>-<n>" in the
