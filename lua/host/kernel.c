@@ -33,10 +33,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <zmq.h>
 
@@ -44,13 +41,14 @@
 #include <lua.h>
 
 #include "host.h"
+#include "kernel_message.h"
 
 #ifndef MILE_VERSION_STRING
 #define MILE_VERSION_STRING "unknown"
 #endif
 
 #define PROTOCOL_VERSION "5.3"
-#define DELIMITER "<IDS|MSG>"
+#define DELIMITER KMSG_DELIMITER
 
 enum { STREAM_OUT, STREAM_ERR };
 enum {
@@ -281,56 +279,10 @@ static size_t utf8_complete_prefix(const char *s, size_t n) {
   return n;
 }
 
-/* Byte offset of code point cp in s (the protocol counts cursor positions in code
- * points); clamped to n. */
-static size_t utf8_offset(const char *s, size_t n, json_int_t cp) {
-  size_t i = 0;
-  for (; cp > 0 && i < n; cp--) {
-    i++;
-    while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
-      i++;
-  }
-  return i;
-}
-
-static json_int_t utf8_count(const char *s, size_t n) {
-  json_int_t c = 0;
-  size_t i;
-  for (i = 0; i < n; i++)
-    c += ((unsigned char)s[i] & 0xC0) != 0x80;
-  return c;
-}
-
-/* HMAC-SHA256 of the parts, as 64 lowercase hex digits; "" when there is no key
- * (the protocol's unsigned mode). Returns 0, or -1 when OpenSSL fails. */
+/* HMAC-SHA256 of the parts with the connection's key (kernel_message.c). */
 static int sign(const void *const *data, const size_t *len, int n, char hex[65]) {
-  static const char digits[] = "0123456789abcdef";
-  char digest_name[] = "SHA256";
-  OSSL_PARAM params[2];
-  unsigned char out[EVP_MAX_MD_SIZE];
-  size_t out_len = 0, i;
-  EVP_MAC_CTX *ctx;
-  int k, ok;
-  hex[0] = '\0';
-  if (K.key_len == 0)
-    return 0;
-  params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0);
-  params[1] = OSSL_PARAM_construct_end();
-  if ((ctx = EVP_MAC_CTX_new(K.mac)) == NULL)
-    return -1;
-  ok = EVP_MAC_init(ctx, K.key, K.key_len, params);
-  for (k = 0; ok && k < n; k++)
-    ok = EVP_MAC_update(ctx, data[k], len[k]);
-  ok = ok && EVP_MAC_final(ctx, out, &out_len, sizeof out) && out_len == 32;
-  EVP_MAC_CTX_free(ctx);
-  if (!ok)
-    return -1;
-  for (i = 0; i < 32; i++) {
-    hex[2 * i] = digits[out[i] >> 4];
-    hex[2 * i + 1] = digits[out[i] & 15];
-  }
-  hex[64] = '\0';
-  return 0;
+  kmsg_key k = {K.mac, K.key, K.key_len};
+  return kmsg_sign(&k, data, len, n, hex);
 }
 
 static void message_free(message *m) {
@@ -342,53 +294,36 @@ static void message_free(message *m) {
   memset(m, 0, sizeof *m);
 }
 
-static json_t *parse_object(zmq_msg_t *p) {
-  json_t *j = json_loadb(zmq_msg_data(p), zmq_msg_size(p), JSON_ALLOW_NUL, NULL);
-  if (j != NULL && !json_is_object(j)) {
-    json_decref(j);
-    j = NULL;
-  }
-  return j;
-}
-
-/* Check the signature and parse m->raw. Returns 0, or -1 (and logs why) when the
- * message must be dropped. */
+/* Check the signature and parse m->raw (kernel_message.c). Returns 0, or -1 (and
+ * logs why) when the message must be dropped. */
 static int message_parse(message *m) {
-  const void *data[4];
-  size_t len[4], i;
-  char hex[65];
-  zmq_msg_t *sig;
-  json_t *type;
-  for (i = 0; i < m->raw.n; i++) {
-    zmq_msg_t *p = &m->raw.part[i];
-    if (zmq_msg_size(p) == sizeof DELIMITER - 1 && memcmp(zmq_msg_data(p), DELIMITER, sizeof DELIMITER - 1) == 0)
-      break;
+  const void **data;
+  size_t *len, i;
+  const char *why = "dropped a message: not enough memory";
+  kmsg parsed;
+  int rc = -1;
+  data = malloc((m->raw.n + 1) * sizeof *data);
+  len = malloc((m->raw.n + 1) * sizeof *len);
+  if (data != NULL && len != NULL) {
+    kmsg_key k = {K.mac, K.key, K.key_len};
+    for (i = 0; i < m->raw.n; i++) {
+      data[i] = zmq_msg_data(&m->raw.part[i]);
+      len[i] = zmq_msg_size(&m->raw.part[i]);
+    }
+    rc = kmsg_parse(&parsed, &k, data, len, m->raw.n, &why);
   }
-  if (i + 6 > m->raw.n) { /* the delimiter, signature and four JSON parts */
-    log_line("dropped a message that is not a Jupyter message (too few parts)");
+  free(data);
+  free(len);
+  if (rc < 0) {
+    log_line("%s", why);
     return -1;
   }
-  m->delim = i;
-  for (i = 0; i < 4; i++) {
-    data[i] = zmq_msg_data(&m->raw.part[m->delim + 2 + i]);
-    len[i] = zmq_msg_size(&m->raw.part[m->delim + 2 + i]);
-  }
-  sig = &m->raw.part[m->delim + 1];
-  if (sign(data, len, 4, hex) < 0 || zmq_msg_size(sig) != strlen(hex) ||
-      CRYPTO_memcmp(zmq_msg_data(sig), hex, strlen(hex)) != 0) {
-    log_line("dropped a message with an invalid signature");
-    return -1;
-  }
-  m->header = parse_object(&m->raw.part[m->delim + 2]);
-  m->parent = parse_object(&m->raw.part[m->delim + 3]);
-  m->metadata = parse_object(&m->raw.part[m->delim + 4]);
-  m->content = parse_object(&m->raw.part[m->delim + 5]);
-  type = json_object_get(m->header, "msg_type");
-  if (m->header == NULL || m->parent == NULL || m->metadata == NULL || m->content == NULL || !json_is_string(type)) {
-    log_line("dropped a message with malformed JSON or no msg_type");
-    return -1;
-  }
-  m->type = json_string_value(type);
+  m->delim = parsed.delim;
+  m->header = parsed.header;
+  m->parent = parsed.parent;
+  m->metadata = parsed.metadata;
+  m->content = parsed.content;
+  m->type = parsed.type;
   return 0;
 }
 
@@ -1402,29 +1337,6 @@ static void complete_file_names(const char *word, size_t len, json_t *matches) {
   free(found);
 }
 
-/* When position end of s is inside a quoted string of its line, the offset just
- * after the opening quote; else (size_t)-1. Long strings are not followed. */
-static size_t string_start(const char *s, size_t end) {
-  size_t i = end, open = (size_t)-1;
-  char quote = 0;
-  while (i > 0 && s[i - 1] != '\n')
-    i--;
-  for (; i < end; i++) {
-    if (quote != 0) {
-      if (s[i] == '\\')
-        i++;
-      else if (s[i] == quote)
-        quote = 0;
-    } else if (s[i] == '"' || s[i] == '\'') {
-      quote = s[i];
-      open = i + 1;
-    } else if (s[i] == '-' && i + 1 < end && s[i + 1] == '-') {
-      return (size_t)-1; /* a comment */
-    }
-  }
-  return quote != 0 ? open : (size_t)-1;
-}
-
 static void complete(const message *m, void *sock) {
   lua_State *L = K.L;
   json_t *code = json_object_get(m->content, "code"), *cursor = json_object_get(m->content, "cursor_pos");
@@ -1432,8 +1344,8 @@ static void complete(const message *m, void *sock) {
   const char *s = json_is_string(code) ? json_string_value(code) : "";
   size_t len = json_is_string(code) ? json_string_length(code) : 0, end, start;
   int top = lua_gettop(L);
-  end = json_is_integer(cursor) ? utf8_offset(s, len, json_integer_value(cursor)) : len;
-  if ((start = string_start(s, end)) != (size_t)-1) {
+  end = json_is_integer(cursor) ? kmsg_utf8_offset(s, len, json_integer_value(cursor)) : len;
+  if ((start = kmsg_string_start(s, end)) != (size_t)-1) {
     complete_file_names(s + start, end - start, matches);
   } else {
     for (start = end; start > 0 && s[start - 1] != '\0' && strchr(host_completion_breaks, s[start - 1]) == NULL;
@@ -1455,12 +1367,8 @@ static void complete(const message *m, void *sock) {
     lua_settop(L, top);
   }
   reply(m, sock, "complete_reply",
-        json_pack("{s:o, s:I, s:I, s:{}, s:s}", "matches", matches, "cursor_start", (json_int_t)utf8_count(s, start),
-                  "cursor_end", (json_int_t)utf8_count(s, end), "metadata", "status", "ok"));
-}
-
-static int is_path_char(char c) {
-  return c == '_' || c == '.' || c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        json_pack("{s:o, s:I, s:I, s:{}, s:s}", "matches", matches, "cursor_start", kmsg_utf8_count(s, start),
+                  "cursor_end", kmsg_utf8_count(s, end), "metadata", "status", "ok"));
 }
 
 /* inspect(path) -> help text, or nothing when the path names no value. */
@@ -1484,26 +1392,8 @@ static void inspect(const message *m, void *sock) {
   const char *s = json_is_string(code) ? json_string_value(code) : "";
   size_t len = json_is_string(code) ? json_string_length(code) : 0, at, start, end;
   int top = lua_gettop(L), found = 0;
-  at = json_is_integer(cursor) ? utf8_offset(s, len, json_integer_value(cursor)) : len;
-  /* the name under the cursor; right after "f(" or "f(x, " it is f */
-  for (;;) {
-    for (start = at; start > 0 && is_path_char(s[start - 1]); start--)
-      ;
-    for (end = at; end < len && is_path_char(s[end]) && s[end] != '.' && s[end] != ':'; end++)
-      ;
-    if (end > start || at == 0)
-      break;
-    while (at > 0 && s[at - 1] != '(')
-      if (s[--at] == ')' || s[at] == '\n')
-        break;
-    if (at == 0 || s[at - 1] != '(')
-      break;
-    at--;
-  }
-  while (start < end && (s[start] == '.' || s[start] == ':' || (s[start] >= '0' && s[start] <= '9')))
-    start++;
-  while (end > start && (s[end - 1] == '.' || s[end - 1] == ':'))
-    end--;
+  at = json_is_integer(cursor) ? kmsg_utf8_offset(s, len, json_integer_value(cursor)) : len;
+  kmsg_inspect_span(s, len, at, &start, &end);
   if (end > start) {
     lua_pushlstring(L, s + start, end - start);
     if (protected_call(L, l_inspect, 1, 1) == LUA_OK && lua_isstring(L, -1)) {
