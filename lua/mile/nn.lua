@@ -113,6 +113,7 @@ M.Module = Module
 
 function Module:__init() end
 
+--- forward(...) -> the output: each module class defines it (the base raises).
 function Module:forward()
   error(self.__name .. ": forward is not defined", 2)
 end
@@ -234,6 +235,7 @@ function Module:train(mode)
   for _, m in ipairs(all_modules(self)) do rawset(m, "training", mode) end
   return self
 end
+--- eval() -> self, in evaluation mode (train(false)): training-only behaviour off.
 function Module:eval() return self:train(false) end
 
 --- zero_grad(): drop every parameter's gradient (the next backward starts anew).
@@ -316,6 +318,7 @@ function Module:clone()
 end
 
 --- extra_repr() -> the text between the parentheses of tostring(module).
+--- extra_repr() -> the text inside the parentheses when the module prints ("" here).
 function Module:extra_repr() return "" end
 
 function Module:__tostring()
@@ -371,8 +374,10 @@ function Linear:__init(in_features, out_features, opts)
   end
 end
 
+--- forward(x) -> x W^T + b for x of shape {batch, in_features}.
 function Linear:forward(x) return x:linear(self.weight, self.bias) end
 
+--- extra_repr() -> "in=…, out=…, bias=true|false".
 function Linear:extra_repr()
   return ("in=%d, out=%d, bias=%s"):format(self.in_features, self.out_features, tostring(self.bias ~= nil))
 end
@@ -381,6 +386,7 @@ end
 
 local function activation_class(name, fn)
   local cls = M.class(name)
+  --- forward(x) -> the activation applied elementwise.
   cls.forward = function(_, x) return fn(x) end
   M[name] = cls
   return cls
@@ -399,11 +405,13 @@ M.ELU = ELU
 function ELU:__init(alpha)
   rawset(self, "alpha", alpha or 1.0)
 end
+--- forward(x) -> x where x > 0, alpha (e^x - 1) elsewhere.
 function ELU:forward(x)
   local neg = x:minimum(0):expm1()
   if self.alpha ~= 1 then neg = neg * self.alpha end
   return T.where(x:gt(0), x, neg)
 end
+--- extra_repr() -> "alpha=…".
 function ELU:extra_repr() return "alpha=" .. tostring(self.alpha) end
 
 local ACTIVATIONS = {
@@ -434,6 +442,7 @@ function Sequential:__init(...)
   rawset(self, "modules", mods)
 end
 
+--- forward(x) -> x passed through each module in order.
 function Sequential:forward(x)
   local mods = self.modules
   for i = 1, #mods do x = mods[i]:forward(x) end
@@ -452,6 +461,7 @@ function Sequential:get(i) return self.modules[i] end
 
 function Sequential:__len() return #self.modules end
 
+--- named_children() -> ordered list of {name, module}: {"1", first}, {"2", second}, ...
 function Sequential:named_children()
   local out = {}
   for i, m in ipairs(self.modules) do out[i] = { tostring(i), m } end
@@ -672,6 +682,7 @@ end
 --- network that computes the logits: nn.Sequential(nn.MLP{...}, nn.CategoricalHead()).
 local CategoricalHead = M.class("CategoricalHead")
 M.CategoricalHead = CategoricalHead
+--- forward(logits) -> a Categorical distribution over the actions.
 function CategoricalHead:forward(logits) return M.Categorical(logits) end
 
 --- DiagGaussianHead(D, {log_std = "parameter" | "output", log_std_init = 0,
@@ -705,6 +716,8 @@ function DiagGaussianHead:input_size()
   return self.mode == "output" and 2 * self.action_dim or self.action_dim
 end
 
+--- forward(x) -> a diagonal Gaussian distribution: the mean from x; the log-sds from the
+--- log_std parameter (log_std = "parameter") or from x's second half ("output").
 function DiagGaussianHead:forward(x)
   local d = self.action_dim
   if x:size(-1) ~= self:input_size() then
@@ -717,6 +730,7 @@ function DiagGaussianHead:forward(x)
   return M.DiagGaussian(mean, log_std)
 end
 
+--- extra_repr() -> "action_dim=…, log_std=parameter|output".
 function DiagGaussianHead:extra_repr()
   return ("action_dim=%d, log_std=%s"):format(self.action_dim, self.mode)
 end
@@ -775,6 +789,7 @@ end
 
 function RunningNorm:_state_loaded() rawset(self, "_cache", {}) end
 
+--- forward(x) -> (x - mean) / sd with the running statistics (updated from x in training mode).
 function RunningNorm:forward(x)
   if x:size(-1) ~= self.dim then
     error(("RunningNorm: input has %d features, expected %d"):format(x:size(-1), self.dim), 2)
@@ -786,6 +801,7 @@ function RunningNorm:forward(x)
   return y
 end
 
+--- extra_repr() -> "dim=…" (and ", clip=…" when clipping).
 function RunningNorm:extra_repr()
   return ("dim=%d%s"):format(self.dim, self.clip and (", clip=" .. tostring(self.clip)) or "")
 end
