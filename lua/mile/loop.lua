@@ -560,6 +560,8 @@ local function mental_lag(cfg)
   return nil
 end
 
+--- lag_mental(round): for human.mental = "accurate" or "lag", load into the human's mental
+--- model the policy of round - 1 - lag (the initial policy before round 1); otherwise nothing.
 function Run:lag_mental(round)
   local lag = mental_lag(self.cfg)
   if not lag then return end
@@ -610,6 +612,9 @@ function Run:train_round(round)
   return { steps = total, loss = sums.loss / total, j1 = sums.j1 / total, j2 = sums.j2 / total }
 end
 
+--- do_round(round): one round: costs from the schedule, the lagged mental model, episodes
+--- collected with the (simulated) human, the method's training, evaluation; appends the
+--- round's row to run.metrics and returns it.
 function Run:do_round(round)
   local t0 = sys.monotonic()
   local schedule = self.schedule
@@ -670,6 +675,7 @@ local function fmt(v)
   return string.format("%.6g", v)
 end
 
+--- metrics_csv() -> the text of metrics.csv: a header of loop.metric_columns, one line per round.
 function Run:metrics_csv()
   local lines = { table.concat(M.metric_columns, ",") }
   for _, row in ipairs(self.metrics) do
