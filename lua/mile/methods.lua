@@ -81,6 +81,7 @@ function M.context(run, round)
   }, Context)
 end
 
+--- draw(n) -> batch_size random indices in 1..n, or entries of the list n (with replacement).
 function Context:draw(n)
   local gen, b, idx = self.generator, self.batch_size, {}
   if type(n) == "table" then
@@ -91,6 +92,8 @@ function Context:draw(n)
   return idx
 end
 
+--- step(loss [, optimizers]): zero the gradients, loss:backward(), step each optimizer
+--- (default: the policy's, the mental model's and the memory's).
 function Context:step(loss, opts)
   local o = self.optimizers
   opts = opts or { o.policy, o.mental, o.memory }
@@ -99,14 +102,17 @@ function Context:step(loss, opts)
   for _, opt in pairs(opts) do opt:step() end
 end
 
+--- nll(obs, actions [, weights]) -> the policy's mean negative log-likelihood of the actions.
 function Context:nll(obs, actions, weights)
   return policy.nll(self.policy, obs, actions, weights)
 end
 
+--- columns() -> the dataset's columns as tensors (dataset:tensors()), or nil when it is empty.
 function Context:columns()
   return self.dataset:size() > 0 and self.dataset:tensors() or nil
 end
 
+--- learner_model(obs, rows) -> the learner's intervention model at obs (methods.learner_model of the run).
 function Context:learner_model(obs, rows)
   return M.learner_model(self._run, obs, rows)
 end
@@ -119,10 +125,13 @@ function Context:human_labels(obs)
   return h:labels(obs)
 end
 
+--- memory_batch() -> a batch for the memory model's training (temporal.train_batch).
 function Context:memory_batch()
   return temporal.train_batch(self._run, self.generator, self.batch_size)
 end
 
+--- clone(sample, n) -> {steps, loss}: behaviour cloning, `steps` policy updates on the
+--- batches sample(generator) returns; {steps = 0} when n (the samples available) is 0.
 function Context:clone(sample, n)
   if n == 0 then return { steps = 0 } end -- nothing to clone (no demos, no interventions)
   local last
