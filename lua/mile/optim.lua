@@ -435,6 +435,7 @@ end
 --- :step() advances it (call it after opt:step()).
 local LambdaLR = {}
 LambdaLR.__index = LambdaLR
+--- LambdaLR(opt, fn) -> a scheduler: every group's lr = initial_lr * fn(epoch), epoch from 0.
 M.LambdaLR = function(opt, fn)
   if type(fn) ~= "function" then error("LambdaLR: needs a function epoch -> factor", 2) end
   local self = setmetatable({ optimizer = opt, fn = fn, last_epoch = 0 }, LambdaLR)
@@ -446,6 +447,7 @@ function LambdaLR:_apply()
   for _, g in ipairs(self.optimizer.param_groups) do g.lr = g.initial_lr * self.fn(self.last_epoch) end
 end
 
+--- step(): advance the epoch by one and set the groups' lr (call it after opt:step()).
 function LambdaLR:step()
   self.last_epoch = self.last_epoch + 1
   self:_apply()
