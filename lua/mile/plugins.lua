@@ -30,6 +30,7 @@ function M.absolute(path, base)
   return (base:gsub("/+$", "") .. "/" .. path:gsub("^%./", ""))
 end
 
+--- read(path) -> the whole text of the file, or nil when it cannot be opened.
 local function read(path)
   local f = io.open(path, "rb")
   if not f then return nil end
