@@ -22,6 +22,7 @@ local function is_tensor(v)
   return ok and T.is_tensor(v)
 end
 
+--- escape(s) -> tostring(s) with & < > " as HTML entities.
 local function escape(s)
   return (tostring(s):gsub("[&<>\"]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ["\""] = "&quot;" }))
 end
