@@ -465,7 +465,7 @@ static const char repl_help[] =
     "In the mile REPL:\n"
     "  an expression prints its values; a statement runs; '=expr' is 'return expr'\n"
     "  incomplete input continues on a '>>' line\n"
-    "  help(x)   the documentation of x (mile.doc), else its type and fields\n"
+    "  help(x)   the documentation of x (mile.doc), else its type and fields; also ?x\n"
     "  Tab       complete globals and fields: mile.te<Tab>, t:su<Tab>\n"
     "  Ctrl-C    stop the running chunk, or discard the line being typed\n"
     "  Ctrl-D    leave; the history is kept in ~/.mile_history\n";
@@ -679,6 +679,19 @@ static int load_statement(lua_State *L) {
   }
 }
 
+/* "?x" is help(x), "?" is help(), as in trepl. stack: line -> line */
+static void rewrite_question(lua_State *L) {
+  const char *line = lua_tostring(L, -1), *p = line;
+  while (*p == ' ' || *p == '\t')
+    p++;
+  if (*p != '?') return;
+  p++;
+  while (*p == ' ' || *p == '\t')
+    p++;
+  lua_pushfstring(L, "help(%s)", p);
+  lua_replace(L, -2);
+}
+
 /* Read and compile one entry: a lua_load status with the function or message on
  * top, or ENTRY_EOF / ENTRY_INTERRUPTED with nothing pushed. */
 static int load_entry(lua_State *L) {
@@ -691,18 +704,42 @@ static int load_entry(lua_State *L) {
   default:
     break;
   }
+  rewrite_question(L);
   status = try_expression(L);
   if (status != LUA_OK)
     status = load_statement(L);
   return status;
 }
 
-/* Print its arguments through tostring (__tostring, __name), tab-separated. */
+/* stack: v -> v, text; returns 1 when v is a table without __tostring and
+ * require("mile.pretty").format printed it (trepl style: nested, sorted keys). */
+static int push_pretty(lua_State *L, int i) {
+  int top = lua_gettop(L);
+  if (lua_type(L, i) != LUA_TTABLE || luaL_getmetafield(L, i, "__tostring") != LUA_TNIL) {
+    lua_settop(L, top);
+    return 0;
+  }
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "mile.pretty");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_getfield(L, -1, "format") == LUA_TFUNCTION) {
+    lua_pushvalue(L, i);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
+      lua_replace(L, top + 1);
+      lua_settop(L, top + 1);
+      return 1;
+    }
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
+/* Print its arguments tab-separated: plain tables through mile.pretty, the rest
+ * through tostring (__tostring, __name). */
 static int print_values(lua_State *L) {
   int n = lua_gettop(L), i;
   for (i = 1; i <= n; i++) {
     size_t len;
-    const char *s = luaL_tolstring(L, i, &len);
+    const char *s = push_pretty(L, i) ? lua_tolstring(L, -1, &len) : luaL_tolstring(L, i, &len);
     if (i > 1)
       fputc('\t', stdout);
     fwrite(s, 1, len, stdout);

@@ -29,6 +29,10 @@ setmetatable(M, {
 --- dataset, checkpoints, run:calibration{round=}, run:predict(obs).
 function M.open(dir) return require("mile.calibration").open(dir) end
 
+-- doc[f]: the documentation of a function of mile (help(f) and ?f in the REPL read it),
+-- from the `---` comments above Lua functions and mile.cdoc for C functions
+M.doc = require("mile.doc").registry()
+
 --- Names of the submodules mile knows (for completion and help).
 function M.modules()
   local names = { "tensor" }
