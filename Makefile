@@ -38,17 +38,21 @@ bench: build
 	for f in bench/*.lua; do $(BUILD)/mile $$f; done
 
 # Installs the kernelspec in <prefix>/share/jupyter/kernels/mile and, when jupyter is
-# on the PATH, registers it for this user too (a prefix Jupyter does not search).
+# on the PATH, registers it for this user too (a prefix Jupyter does not search), as
+# KERNEL_NAME (default: mile), never replacing another mile's kernel of that name.
 install: build
 	cmake --install $(BUILD)
 	@if command -v jupyter >/dev/null 2>&1; then \
-	  jupyter kernelspec install --user --replace --name mile $(BUILD)/kernelspec-install/mile; \
+	  scripts/register_kernel.sh $(or $(KERNEL_NAME),mile) \
+	    "$$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' $(BUILD)/CMakeCache.txt)/share/jupyter/kernels/mile"; \
 	else echo "jupyter not found: the mile kernel is not registered (docs/notebooks.md)"; fi
 
-# The Jupyter kernel of this build tree (build/mile --kernel), for the current user.
+# The Jupyter kernel of this build tree ($(BUILD)/mile --kernel), for the current user,
+# named after the checkout and the build (mile-<checkout>-<build>) unless KERNEL_NAME=
+# names it; a kernel of that name that runs another mile is not replaced.
+KERNEL_DEFAULT_NAME = mile-$(shell printf '%s-%s' '$(notdir $(CURDIR))' '$(notdir $(abspath $(BUILD)))' | tr 'A-Z' 'a-z' | tr -c 'a-z0-9._\n-' '-')
 kernelspec: build
-	@command -v jupyter >/dev/null 2>&1 || { echo "jupyter not found (apt-get install jupyter-core jupyter-client)"; exit 1; }
-	jupyter kernelspec install --user --replace --name mile $(BUILD)/share/jupyter/kernels/mile
+	@scripts/register_kernel.sh $(or $(KERNEL_NAME),$(KERNEL_DEFAULT_NAME)) $(BUILD)/share/jupyter/kernels/mile
 
 clean:
 	rm -rf $(BUILD) build-asan build-vg

@@ -8,12 +8,12 @@
 #include "mile/env.h"
 #include "mile/mile.h"
 
-#define CHECK(call)                                                                                \
-  do {                                                                                             \
-    if ((call) != MILE_OK) {                                                                       \
-      fprintf(stderr, "FAIL: %s: %s\n", #call, mile_last_error());                                 \
-      return 1;                                                                                    \
-    }                                                                                              \
+#define CHECK(call)                                                                                                    \
+  do {                                                                                                                 \
+    if ((call) != MILE_OK) {                                                                                           \
+      fprintf(stderr, "FAIL: %s: %s\n", #call, mile_last_error());                                                     \
+      return 1;                                                                                                        \
+    }                                                                                                                  \
   } while (0)
 
 int main(int argc, char **argv) {
@@ -59,8 +59,7 @@ int main(int argc, char **argv) {
   }
   CHECK(mile_safetensors_load(&st, argv[1]));
   printf("%s: %d tensors, first %s\n", argv[1], (int)mile_safetensors_count(st), mile_safetensors_name(st, 0));
-  if (mile_safetensors_count(st) < 1)
-    return 1;
+  if (mile_safetensors_count(st) < 1) return 1;
   mile_safetensors_free(st);
   if (mile_env_create(&env, "LunarLander-v3", NULL) != MILE_ENV_OK) {
     fprintf(stderr, "FAIL: mile_env_create: %s\n", mile_env_last_error());
