@@ -84,6 +84,7 @@ local OPTIONS = {
   max_running = { nil, "integer" },      -- the array's %MAX
   sbatch_flags = { nil, "list" },        -- extra sbatch arguments, each one word
   prologue = { nil, "string" },          -- shell lines run before each task
+  poll = { nil, "number" },              -- seconds between two squeue calls (default 10)
 }
 M.OPTIONS = OPTIONS
 
@@ -101,6 +102,10 @@ function M.options(t)
     end
     if o[2] == "integer" then
       if math.type(v) ~= "integer" or v < 1 then error(("batch: slurm.%s must be a positive integer"):format(k), 0) end
+    elseif o[2] == "number" then
+      if type(v) ~= "number" or not (v > 0 and v < math.huge) then
+        error(("batch: slurm.%s must be a positive number of seconds"):format(k), 0)
+      end
     elseif o[2] == "list" then
       if type(v) == "string" then
         local words = {}
@@ -130,12 +135,32 @@ function M.new(o)
   local opts = M.options(o.slurm)
   local out = absolute(assert(o.out, "slurm backend: needs the batch directory"))
   local b = { name = "slurm", workers = math.huge, out = out, dir = out .. "/slurm", batch = o.name or "mile",
-    opts = opts, poll_interval = o.poll_interval or 1, keep_on_interrupt = true, arrays = {} }
+    opts = opts, keep_on_interrupt = true, arrays = {},
+    poll_interval = 1,                -- the driver reads the exit files every second
+    squeue_interval = opts.poll or 10 -- and asks squeue more rarely: it is the controller's load
+  }
   b.describe = ("slurm%s%s"):format(opts.partition and (" partition " .. opts.partition) or "",
     opts.max_running and (", at most " .. opts.max_running .. " running") or "")
 
-  --- check(): Slurm's tools on the PATH, the controller answering, the partition existing;
-  --- an error naming what is missing, before anything is written or submitted.
+  -- the resource request, as sbatch arguments (shell words)
+  local function request()
+    local words = { "--ntasks=1" }
+    for _, k in ipairs { "partition", "time", "cpus", "mem", "account", "qos" } do
+      if opts[k] then words[#words + 1] = OPTIONS[k][1] .. "=" .. sh_quote(tostring(opts[k])) end
+    end
+    for _, w in ipairs(opts.sbatch_flags or {}) do words[#words + 1] = sh_quote(w) end
+    return table.concat(words, " ")
+  end
+
+  local function sbatch_words(indices, script, cwd)
+    return ("sbatch --parsable --array=%s%s --job-name=%s --output=%s --chdir=%s %s %s"):format(
+      table.concat(indices, ","), opts.max_running and ("%" .. opts.max_running) or "", sh_quote(b.batch),
+      sh_quote(b.dir .. "/slurm-%A_%a.out"), sh_quote(cwd), request(), sh_quote(script))
+  end
+
+  --- check(): Slurm's tools on the PATH, the controller answering, the partition existing,
+  --- the request (time, memory, account, ...) acceptable (`sbatch --test-only`); an error
+  --- naming what is missing, before anything is written or submitted.
   function b:check()
     local missing = {}
     for _, t in ipairs(TOOLS) do if not on_path(t) then missing[#missing + 1] = t end end
@@ -160,6 +185,11 @@ function M.new(o)
         error(("batch: Slurm partition '%s' does not exist (partitions: %s)"):format(opts.partition,
           #names > 0 and table.concat(names, ", ") or "none"), 0)
       end
+    end
+    ok, _, err = capture("sbatch --test-only --wrap=true --output=/dev/null " .. request())
+    if not ok then
+      error(("batch: sbatch refused the request (%s): %s"):format(request(),
+        err ~= "" and err:gsub("\n", "; ") or "sbatch --test-only failed"), 0)
     end
   end
 
@@ -186,7 +216,7 @@ function M.new(o)
   local snapshot, snapshot_t, by_key = nil, -math.huge, {}
   local failing_since, warned_at = nil, -math.huge
   function b:tasks(fresh)
-    if not fresh and snapshot and sys.monotonic() - snapshot_t < self.poll_interval then return snapshot, by_key end
+    if not fresh and snapshot and sys.monotonic() - snapshot_t < self.squeue_interval then return snapshot, by_key end
     local ok, text, err = capture("squeue -h -r -u \"$(id -un)\" -o '%F|%K|%T|%M|%r|%o'")
     if not ok then
       -- a controller that restarts or is overloaded: the tasks go on, ask again later
@@ -349,18 +379,6 @@ function M.new(o)
     lines[#lines + 1] = 'echo "$code $start $(date +%s)" >"$exit_file.part" && mv "$exit_file.part" "$exit_file"'
     lines[#lines + 1] = 'exit "$code"'
     return table.concat(lines, "\n") .. "\n"
-  end
-
-  local function sbatch_words(indices, script, cwd)
-    local words = { "sbatch", "--parsable", "--array=" .. table.concat(indices, ",") ..
-      (opts.max_running and ("%" .. opts.max_running) or ""), "--job-name=" .. sh_quote(b.batch),
-      "--output=" .. sh_quote(b.dir .. "/slurm-%A_%a.out"), "--chdir=" .. sh_quote(cwd), "--ntasks=1" }
-    for _, k in ipairs { "partition", "time", "cpus", "mem", "account", "qos" } do
-      if opts[k] then words[#words + 1] = OPTIONS[k][1] .. "=" .. sh_quote(tostring(opts[k])) end
-    end
-    for _, w in ipairs(opts.sbatch_flags or {}) do words[#words + 1] = sh_quote(w) end
-    words[#words + 1] = sh_quote(script)
-    return table.concat(words, " ")
   end
 
   --- submit_all(jobs) -> handles (in jobs' order): one job array for all of them. jobs:
