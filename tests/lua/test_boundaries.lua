@@ -7,9 +7,7 @@ local loop = require "mile.loop"
 local sys = require "mile.sys"
 
 local MILE = arg[-1]
-local tmp = os.tmpname()
-os.remove(tmp)
-assert(sys.mkdir(tmp))
+local tmp = T.tmpdir()
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -116,4 +114,3 @@ T.test("a run directory's plugin code runs only when trusted", function()
 end)
 
 T.run()
-os.execute("rm -rf " .. q(tmp))

@@ -10,9 +10,7 @@ local sys = require "mile.sys"
 local MILE = arg[-1]
 local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/[^/]*$") or "."
 local LUNAR = ROOT .. "/scripts/configs/lunarlander.lua"
-local tmp = os.tmpname()
-os.remove(tmp)
-assert(sys.mkdir(tmp))
+local tmp = T.tmpdir()
 
 local Phi, softmax = R.Phi, R.softmax
 
@@ -142,4 +140,3 @@ T.test("config errors name the key", function()
 end)
 
 T.run()
-os.execute("rm -rf " .. tmp)

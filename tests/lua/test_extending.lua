@@ -11,9 +11,7 @@ local MILE = arg[-1]
 local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/") or "."
 local DOC = ROOT .. "/docs/extending.md"
 
-local tmp = os.tmpname()
-os.remove(tmp)
-assert(sys.mkdir(tmp))
+local tmp = T.tmpdir()
 local other = tmp .. "/elsewhere" -- a working directory that holds nothing of the runs
 assert(sys.mkdir(other))
 
@@ -193,4 +191,3 @@ T.test("bad plugins: syntax error, a name twice, a conflicting key, a missing co
 end)
 
 T.run()
-os.execute("rm -rf " .. q(tmp))

@@ -7,9 +7,7 @@ local T = require "testing"
 local sys = require "mile.sys"
 
 local MILE = arg[-1]
-local tmp = os.tmpname()
-os.remove(tmp)
-assert(sys.mkdir(tmp))
+local tmp = T.tmpdir()
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -90,4 +88,3 @@ T.test(("killed at each of the %d writes to files, resumed"):format(writes), fun
 end)
 
 T.run()
-os.execute("rm -rf " .. q(tmp))

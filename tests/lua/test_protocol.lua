@@ -9,9 +9,7 @@ local human = require "mile.human"
 local sys = require "mile.sys"
 
 local root = debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/") or "."
-local tmp = os.tmpname()
-os.remove(tmp)
-assert(sys.mkdir(tmp))
+local tmp = T.tmpdir()
 
 local SHORT = { env = "LunarLander-v3", rounds = 2, episodes_per_round = 1, epochs = 2, batch_size = 64,
   eval_episodes = 3, max_episode_steps = 200, progress = false, seed = 4 }
@@ -164,4 +162,3 @@ T.test("demos: 0 or the cached count; eval.select = best never reports worse tha
 end)
 
 T.run()
-os.execute("rm -rf " .. tmp)

@@ -12,9 +12,7 @@ local sys = require "mile.sys"
 
 local root = package.searchpath("mile.loop", package.path)
 root = (root and root:match("^(.*)/lua/mile/loop%.lua$")) or (debug.getinfo(1, "S").source:match("^@(.*)/tests/lua/") or ".")
-local tmp = os.tmpname()
-os.remove(tmp)
-assert(sys.mkdir(tmp))
+local tmp = T.tmpdir()
 
 local SHORT = { env = "LunarLander-v3", method = "mile", rounds = 2, episodes_per_round = 1, epochs = 1,
   eval_episodes = 2, progress = false }
@@ -264,4 +262,3 @@ end)
 T.doc_examples(DOC, "docs/research.md", FROM, TO)
 
 T.run()
-os.execute("rm -rf " .. tmp)

@@ -16,6 +16,7 @@
 local M = {}
 
 local tests = {}
+local cleanups = {}
 
 local aggressive_gc = os.getenv("MILE_TEST_GC") == "aggressive"
 if aggressive_gc then
@@ -192,7 +193,20 @@ function M.run()
                       #selected == 1 and "" or "s", #selected - failures - skipped, failures,
                       skipped, os.clock() - start))
   io.stdout:flush()
+  for i = #cleanups, 1, -1 do pcall(cleanups[i]) end
   os.exit(failures == 0, true) -- close the state: finalizers run, leak checkers see a clean exit
+end
+
+--- cleanup(fn): run fn when the tests end (T.run exits the process).
+function M.cleanup(fn) cleanups[#cleanups + 1] = fn end
+
+--- tmpdir() -> a new temporary directory, removed when the tests end.
+function M.tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'"), "cannot make " .. dir)
+  M.cleanup(function() os.execute("rm -rf '" .. dir:gsub("'", "'\\''") .. "'") end)
+  return dir
 end
 
 --- The ```lua blocks of a markdown file (between the `from` and `to` patterns when
