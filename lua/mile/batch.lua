@@ -198,9 +198,9 @@ local function base_table(spec)
   local base = spec.base
   if type(base) == "table" then return base end
   if type(base) ~= "string" then error("batch: spec.base must be a config file or a table", 0) end
-  -- the host's tree: <root>/scripts/configs/... in the repository and the installation alike
-  local ok, host = pcall(require, "mile.host")
-  local root = ok and type(host) == "table" and host.scripts_dir and host.scripts_dir:match("^(.*)/scripts/*$")
+  -- mile's own tree: <root>/scripts/configs/... in the repository and the installation
+  -- alike, under the mile host and a stock lua5.4 (mile.paths)
+  local root = require("mile.paths").scripts_dir:match("^(.*)/scripts/*$")
   for _, path in ipairs { base, spec.dir and (spec.dir .. "/" .. base), root and (root .. "/" .. base) } do
     if path and sys.stat(path) == "file" then return config.load_file(path) end
   end
