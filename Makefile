@@ -2,8 +2,19 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# libFuzzer harnesses (tests/fuzz/): their build, and seconds per harness for `make
+# fuzz` and for the short run of `make test`
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 45
+# Tests that `make test` runs under ASan + UBSan with the aggressive GC (ctest -R): the C
+# tests and the Lua tests of the bindings and the core's Lua layer, about 1.5 min on 2
+# cores. `make asan` runs them all (the experiment, notebook, calibration and kill tests
+# take 0.5-2 min each there, far past CI's 20 minutes). Budget of `make test` on 2 cores:
+# build + ctest 4.5 min, fuzz build 1.5, 5 fuzzers x 45 s 4, ASan build 2.5, ASan tests 1.5.
+ASAN_CI_TESTS ?= ^(core_|data_|io_|intervention_|envs_test_lunar|lua_(tensor|autograd|nn|optim|io|data|hardening|boundaries|intervention|envs)$)
 
-.PHONY: deps build run test asan valgrind bench install kernelspec clean
+.PHONY: deps build run test asan asan-build asan-ci fuzz fuzz-build fuzz-smoke valgrind bench install kernelspec clean
 
 deps:
 	@scripts/setup-deps.sh
@@ -16,14 +27,38 @@ build: deps
 run: build
 	$(BUILD)/mile scripts/main.lua
 
+# The CI job (.ci/run): the test suite, each fuzzer for FUZZ_SMOKE_SECONDS, and the C
+# tests with a subset of the Lua tests under ASan + UBSan and the aggressive GC.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) fuzz-smoke
+	$(MAKE) asan-ci
 
-# The C and Lua tests under AddressSanitizer + UndefinedBehaviorSanitizer.
-asan: deps
+# The C and Lua tests under AddressSanitizer + UndefinedBehaviorSanitizer, the Lua
+# tests with the collector running very often (MILE_TEST_GC, tests/lua/testing.lua).
+asan-build: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMILE_SANITIZE=ON
 	cmake --build build-asan -j $(JOBS)
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -LE nosan
+
+asan: asan-build
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 MILE_TEST_GC=aggressive \
+	  ctest --output-on-failure -j $(JOBS) -LE nosan
+
+asan-ci: asan-build
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 MILE_TEST_GC=aggressive \
+	  ctest --output-on-failure -j $(JOBS) -LE nosan -R '$(ASAN_CI_TESTS)'
+
+# libFuzzer harnesses: clang with ASan + UBSan (tests/fuzz/CMakeLists.txt, run.sh).
+fuzz-build: deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMILE_SANITIZE=ON -DMILE_FUZZ=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
 
 # A short training run under valgrind (valgrind cannot run -march=native AVX-512 code,
 # hence a separate build without it).
@@ -55,4 +90,4 @@ kernelspec: build
 	@scripts/register_kernel.sh $(or $(KERNEL_NAME),$(KERNEL_DEFAULT_NAME)) $(BUILD)/share/jupyter/kernels/mile
 
 clean:
-	rm -rf $(BUILD) build-asan build-vg
+	rm -rf $(BUILD) build-asan build-vg $(FUZZ_BUILD)
