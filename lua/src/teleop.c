@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,8 +52,6 @@ struct mile_teleop {
   long frames_dropped;
   event_node *ev_head, *ev_tail;
   int events;
-  lws_sorted_usec_list_t sul; /* wakes mile_teleop_service at its deadline */
-  int timed_out;
   int closing;
 };
 
@@ -201,7 +200,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     memset(ss, 0, sizeof *ss);
     ss->wsi = wsi;
     ss->id = ++s->next_id;
-    ss->frame_sent = s->frame_seq; /* the next frame, not a stale one */
+    ss->frame_sent = s->frame_seq - 1; /* the latest frame (the state a paused episode waits in) */
     ss->next = s->sessions;
     s->sessions = ss;
     s->clients++;
@@ -228,7 +227,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 }
 
 static const struct lws_protocols protocols[] = {
-    {"mile-teleop", callback, sizeof(session), 4096, 0, NULL, 0},
+    {"mile-teleop", callback, sizeof(session), 65536, 0, NULL, 4 << 20}, /* one send() per frame */
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -258,6 +257,7 @@ int mile_teleop_create(mile_teleop **out, const char *bind, int port, const char
   info.user = s;
   info.gid = -1;
   info.uid = -1;
+  info.pt_serv_buf_size = 1 << 20; /* lws drains buffered output this much per service: a frame in one go */
   if (bind && strchr(bind, '.') && !strchr(bind, ':')) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
   s->ctx = lws_create_context(&info);
   if (!s->ctx) {
@@ -276,7 +276,6 @@ void mile_teleop_destroy(mile_teleop *s) {
   if (!s) return;
   s->closing = 1;
   if (s->ctx) {
-    lws_sul_cancel(&s->sul);
     lws_context_destroy(s->ctx); /* CLOSED callbacks free the sessions' queues */
   }
   mile_teleop_event ev;
@@ -290,20 +289,25 @@ void mile_teleop_destroy(mile_teleop *s) {
 
 int mile_teleop_port(const mile_teleop *s) { return s->port; }
 
-static void wake(lws_sorted_usec_list_t *sul) {
-  mile_teleop *s = (mile_teleop *)((char *)sul - offsetof(mile_teleop, sul));
-  s->timed_out = 1;
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
 }
 
+/* lws_service(ctx, -1) serves what is ready without waiting. Waiting is ours, in
+ * steps of at most 1 ms: Debian's lws has no external-poll hooks to learn its sockets,
+ * and its own wait (lws_service(ctx, 0)) does not end at a scheduled timer here. */
 int mile_teleop_service(mile_teleop *s, int timeout_ms) {
-  if (timeout_ms < 0) timeout_ms = 0;
-  s->timed_out = 0;
-  lws_sul_schedule(s->ctx, 0, &s->sul, wake, (lws_usec_t)timeout_ms * LWS_US_PER_MS);
-  /* lws_service returns after each batch of activity: go on until the deadline or an event */
-  while (!s->timed_out && s->events == 0)
-    if (lws_service(s->ctx, 0) < 0) break;
-  if (timeout_ms == 0) lws_service(s->ctx, 0); /* the wake-up alone may have been served */
-  lws_sul_cancel(&s->sul);
+  double deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  for (;;) {
+    lws_service(s->ctx, -1);
+    if (s->events) break;
+    double remaining = deadline - now_ms();
+    if (remaining <= 0) break;
+    struct timespec ts = {0, remaining < 1.0 ? (long)(remaining * 1e6) : 1000000L};
+    nanosleep(&ts, NULL);
+  }
   return s->events;
 }
 
