@@ -164,7 +164,8 @@ try:
       T.frameTimes.push = (x) => { T.rt.push([x, T.meta ? T.meta.episode : -1, T.meta ? T.meta.step : -1]); return orig(x); };""")
     time.sleep(0.6)
     if args.task == "lunar":
-        keys([" ", "\ue013"], [])  # hold takeover + main engine for ~0.3 s
+        # main engine first, then takeover (and the reverse on release): every human step has the key
+        keys(["\ue013", " "], [])
         time.sleep(0.3)
         keys([], [" ", "\ue013"])
     time.sleep(1.1)
