@@ -12,7 +12,7 @@ local lazy = {
   intervention = "mile.intervention", envs = "mile.envs", data = "mile.data", human = "mile.human",
   loop = "mile.loop", methods = "mile.methods", models = "mile.models", calibration = "mile.calibration",
   plot = "mile.plot", rundir = "mile.rundir", plugins = "mile.plugins", registry = "mile.registry", tasks = "mile.tasks",
-  batch = "mile.batch", schedules = "mile.schedules", display = "mile.display",
+  batch = "mile.batch", schedules = "mile.schedules", display = "mile.display", replay = "mile.replay",
 }
 
 setmetatable(M, {

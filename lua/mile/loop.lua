@@ -346,7 +346,10 @@ local function generators(seed)
 end
 
 -- Env seeds: collection and evaluation never share a state.
+--- collect_seed(cfg, round, k) -> the env seed of the k-th episode (1-based) collected
+--- in round `round` (1-based): what `mile replay` resets the env with.
 local function collect_seed(cfg, round, k) return 1000000 + cfg.seed * 100000 + round * 1000 + k end
+M.collect_seed = collect_seed
 local function eval_seed(cfg, i) return 5000000 + cfg.seed * 100000 + i end
 
 -- The simulated human of the task: expert pi_E and ground-truth mental model

@@ -81,6 +81,7 @@ local Live = {}
 Live.__index = Live
 M.Live = Live
 
+--- random_token() -> 32 hex digits from /dev/urandom: a session's token (teleop, replay).
 local function random_token()
   local f = io.open("/dev/urandom", "rb")
   local bytes = f and f:read(16)
@@ -502,4 +503,5 @@ function Live:finish(text)
 end
 
 M.task_rate = task_rate
+M.random_token = random_token
 return M

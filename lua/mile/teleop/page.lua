@@ -31,8 +31,8 @@ svg { background: #23262d; border-radius: 4px; }
   <div id="overlay">
     <div><span id="role" class="role">connecting</span> <span id="task"></span></div>
     <div>round <b id="round">-</b> &middot; episode <b id="episode">-</b> &middot; step <b id="step">-</b></div>
-    <div>your interventions: <b id="interventions">0</b> &middot; speed <b id="speed">1</b>x <b id="pausedflag"></b></div>
-    <div>learner p(s) <span id="gauge"><span id="gaugefill" style="display:block"></span></span> <b id="pval">-</b></div>
+    <div><span id="ilabel">your interventions</span>: <b id="interventions">0</b> &middot; speed <b id="speed">1</b>x <b id="pausedflag"></b></div>
+    <div><span id="plabel">learner p(s)</span> <span id="gauge"><span id="gaugefill" style="display:block"></span></span> <b id="pval">-</b></div>
   </div>
   <div id="banner"></div>
 </div>
@@ -47,7 +47,7 @@ svg { background: #23262d; border-radius: 4px; }
 <script>
 "use strict";
 const T = window.teleop = { frames: 0, frameTimes: [], meta: null, latencies: [], role: null, notes: [], status: null,
-  metrics: [], open: false, keyDownAt: null };
+  metrics: [], open: false, keyDownAt: null, replay: [] };
 const $ = (id) => document.getElementById(id);
 const canvas = $("view"), ctx = canvas.getContext("2d");
 let image = null;
@@ -84,6 +84,12 @@ function drawFrame(buf) {
   $("pval").textContent = meta.p.toFixed(3);
   $("gaugefill").style.width = (100 * Math.max(0, Math.min(1, meta.p))) + "%";
   $("banner").textContent = meta.paused ? (meta.controller ? "paused (P to resume)" : "waiting for the controlling browser") : "";
+  if (meta.replay) { // mile replay: the recorded intervention steps (nu = 1) highlighted
+    $("stage").classList.toggle("takeover", meta.nu === 1);
+    $("ilabel").textContent = "interventions so far"; $("plabel").textContent = "recorded p";
+    if (meta.nu === 1 && !meta.paused) $("banner").textContent = "intervention (nu = 1)";
+    T.replay.push([meta.step, meta.nu]);
+  }
 }
 
 function drawCurve(rows) {
