@@ -69,6 +69,12 @@ function M.paired(a, b, key)
   return mean, ci, n
 end
 
+-- "mean ± ci" of a cell's key
+local function cell_pm(cell, key)
+  local mean, ci = M.describe(cell, key)
+  return pm(mean, ci)
+end
+
 local function verdict(mean, ci)
   if mean ~= mean or ci ~= ci then return "-" end
   if mean - ci > 0 then return "MILE better" elseif mean + ci < 0 then return "MILE worse" end
@@ -86,14 +92,15 @@ local function method_table(cells, name_of, methods, lines)
     lines[#lines + 1] = ("| %s | %d | %s | %s | %s |"):format(m, n or 0, pm(a, ac), pm(f, fc), pm(i, ic, "%.0f"))
   end
   lines[#lines + 1] = ""
-  lines[#lines + 1] = "| MILE minus | paired seeds | AUC difference | final-success difference | reading (AUC) |"
-  lines[#lines + 1] = "|---|---|---|---|---|"
+  lines[#lines + 1] = "| MILE minus | paired seeds | AUC difference | reading | final-success difference | reading |"
+  lines[#lines + 1] = "|---|---|---|---|---|---|"
   local mile = cells[name_of("mile")]
   for _, m in ipairs(methods) do
     if m ~= "mile" then
       local d, dc, n = M.paired(mile, cells[name_of(m)], "auc")
       local f, fc = M.paired(mile, cells[name_of(m)], "final")
-      lines[#lines + 1] = ("| %s | %d | %s | %s | %s |"):format(m, n or 0, pm(d, dc), pm(f, fc), verdict(d, dc))
+      lines[#lines + 1] = ("| %s | %d | %s | %s | %s | %s |"):format(m, n or 0, pm(d, dc), verdict(d, dc), pm(f, fc),
+        verdict(f, fc))
     end
   end
 end
@@ -121,8 +128,8 @@ local function report()
     end
     local pm_mile, pm_hg = only(public["method=mile"], 4), only(public["method=hg-dagger"], 4)
     local base_d, base_c = M.paired(pm_mile, pm_hg, "auc")
-    lines[#lines + 1] = ("| full public preset | %s | %s | %s | |"):format(pm(M.describe(pm_mile, "auc")),
-      pm(M.describe(pm_hg, "auc")), pm(base_d, base_c))
+    lines[#lines + 1] = ("| full public preset | %s | %s | %s | |"):format(cell_pm(pm_mile, "auc"),
+      cell_pm(pm_hg, "auc"), pm(base_d, base_c))
     for _, ing in ipairs { "no_labels_every_step", "sampling_human", "with_demos", "last_policy", "warm_mental" } do
       local id = ing:gsub("_", "-") -- cell ids as mile.batch writes them
       local mcell = ablation["variant=mile-" .. id]
@@ -137,8 +144,8 @@ local function report()
           end
         end
         local c, cc = M.describe(change, "auc")
-        lines[#lines + 1] = ("| %s | %s | %s | %s | %s |"):format(ing:gsub("_", " "), pm(M.describe(mcell, "auc")),
-          pm(M.describe(hcell, "auc")), pm(d, dc), pm(c, cc))
+        lines[#lines + 1] = ("| %s | %s | %s | %s | %s |"):format((ing:gsub("_", " ")), cell_pm(mcell, "auc"),
+          cell_pm(hcell, "auc"), pm(d, dc), pm(c, cc))
       end
     end
     lines[#lines + 1] = ""

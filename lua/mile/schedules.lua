@@ -47,6 +47,34 @@ M.keys = {
     doc = "whose cost a schedule sets (linear, exponential, target)" },
 }
 
+--- on_side(name, at [, fields]) -> init, cost, human_cost: the functions of a schedule
+--- whose cost follows a curve at(self, r) over rounds, from schedule.start (default: the
+--- side's configured cost) towards schedule.end (default 0), applied to schedule.side:
+--- "learner" (default) the learner's cost; "human" the simulated human's only (the
+--- learner keeps learner.cost); "both" the human's, and the learner models each dataset
+--- row with the cost of the round that collected it. fields(self, cfg) adds the curve's
+--- own parameters to the state.
+function M.on_side(name, at, fields)
+  local function init(cfg, run)
+    local side = cfg["schedule.side"] or "learner"
+    assert(side == "learner" or side == "human" or side == "both",
+      name .. ": schedule.side must be learner, human or both, got " .. tostring(side))
+    local base = side == "learner" and cfg["learner.cost"] or cfg["human.cost"]
+    local self = { side = side, start = cfg["schedule.start"] or base, stop = cfg["schedule.end"] or 0, run = run }
+    if fields then fields(self, cfg) end
+    return self
+  end
+  local function cost(self, round)
+    if self.side == "learner" then return at(self, round) end
+    if self.side == "both" then return M.by_round(self.run, function(r) return at(self, r) end) end
+    return nil -- "human": the learner keeps learner.cost
+  end
+  local function human_cost(self, round)
+    if self.side ~= "learner" then return at(self, round) end
+  end
+  return init, cost, human_cost
+end
+
 -- plain values of a table (numbers, strings, booleans, nested plain tables), for state
 local function plain(t, depth)
   if depth > 8 then return nil end

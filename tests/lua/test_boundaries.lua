@@ -9,17 +9,9 @@ local sys = require "mile.sys"
 local MILE = arg[-1]
 local tmp = T.tmpdir()
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q, write = T.quote, T.write_file
 
-local function sh(cmd, env)
-  local p = io.popen(("cd %s && %s %s 2>&1; echo \"#exit=$?\""):format(q(tmp), env or "", cmd))
-  local out = p:read("a")
-  p:close()
-  local code = tonumber(out:match("#exit=(%d+)%s*$"))
-  return code, out:gsub("#exit=%d+%s*$", "")
-end
-
-local function write(path, text) assert(sys.write_atomic(path, text)) end
+local function sh(cmd, env) return T.shell(tmp, cmd, env) end
 
 local SHORT = "--set episodes_per_round=1 --set epochs=1 --set eval_episodes=1 --set max_episode_steps=50 "
   .. "--set progress=false --set rounds=1"

@@ -15,25 +15,12 @@ local tmp = T.tmpdir()
 local other = tmp .. "/elsewhere" -- a working directory that holds nothing of the runs
 assert(sys.mkdir(other))
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, text) assert(sys.write_atomic(path, text)) end
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local read, write, q = T.read_file, T.write_file, T.quote
 
 -- run a shell command in dir; returns ok, output (stdout + stderr)
 local function sh(dir, cmd)
-  local p = io.popen(("cd %s && %s 2>&1; echo \"#exit=$?\""):format(q(dir), cmd))
-  local out = p:read("a")
-  p:close()
-  local code = tonumber(out:match("#exit=(%d+)%s*$"))
-  return code == 0, out:gsub("#exit=%d+%s*$", ""), code
+  local code, out = T.shell(dir, cmd)
+  return code == 0, out, code
 end
 
 -- The files of the document: <!-- file: NAME --> followed by a ```lua block.

@@ -55,13 +55,7 @@ local function config_of(case)
   return cfg
 end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = T.read_file
 
 -- The columns `names` (less `seconds`) of a metrics.csv text, as lines: columns added
 -- to metrics.csv after the golden files were recorded are left out of the comparison.

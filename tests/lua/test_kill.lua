@@ -12,22 +12,9 @@ local sys = require "mile.sys"
 local MILE = arg[-1]
 local tmp = T.tmpdir()
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q, read = T.quote, T.read_file
 
-local function sh(cmd)
-  local p = io.popen(("cd %s && %s 2>&1; echo \"#exit=$?\""):format(q(tmp), cmd))
-  local out = p:read("a")
-  p:close()
-  return tonumber(out:match("#exit=(%d+)%s*$")), out:gsub("#exit=%d+%s*$", "")
-end
-
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function sh(cmd) return T.shell(tmp, cmd) end
 
 local function metrics(dir)
   local lines = {}

@@ -197,6 +197,34 @@ function M.run()
   os.exit(failures == 0, true) -- close the state: finalizers run, leak checkers see a clean exit
 end
 
+--- read_file(path) -> the file's text, or nil when it cannot be read.
+function M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- write_file(path, text): write a whole file (raises on failure).
+function M.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(text))
+  assert(f:close())
+end
+
+--- quote(s) -> s as one sh word.
+function M.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+--- shell(dir, cmd [, env]) -> exit code, output (stdout and stderr): cmd run by sh in
+--- dir, after the variable assignments env ("A=1 B=2").
+function M.shell(dir, cmd, env)
+  local p = io.popen(("cd %s && %s %s 2>&1; echo \"#exit=$?\""):format(M.quote(dir), env or "", cmd))
+  local out = p:read("a")
+  p:close()
+  return tonumber(out:match("#exit=(%d+)%s*$")), (out:gsub("#exit=%d+%s*$", ""))
+end
+
 --- cleanup(fn): run fn when the tests end (T.run exits the process).
 function M.cleanup(fn) cleanups[#cleanups + 1] = fn end
 
@@ -204,8 +232,8 @@ function M.cleanup(fn) cleanups[#cleanups + 1] = fn end
 function M.tmpdir()
   local dir = os.tmpname()
   os.remove(dir)
-  assert(os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'"), "cannot make " .. dir)
-  M.cleanup(function() os.execute("rm -rf '" .. dir:gsub("'", "'\\''") .. "'") end)
+  assert(os.execute("mkdir -p " .. M.quote(dir)), "cannot make " .. dir)
+  M.cleanup(function() os.execute("rm -rf " .. M.quote(dir)) end)
   return dir
 end
 

@@ -12,29 +12,13 @@ local schedules = require "mile.schedules"
 
 local S = {}
 
-function S.init(cfg, run)
-  local side = cfg["schedule.side"] or "learner"
-  assert(side == "learner" or side == "human" or side == "both",
-    "exponential: schedule.side must be learner, human or both, got " .. tostring(side))
-  local base = side == "learner" and cfg["learner.cost"] or cfg["human.cost"]
-  return { side = side, start = cfg["schedule.start"] or base, stop = cfg["schedule.end"] or 0,
-    rate = cfg["schedule.rate"] or 0.3, run = run }
-end
-
 --- The scheduled cost of round r.
 function S.at(self, r)
   return self.stop + (self.start - self.stop) * math.exp(-self.rate * (r - 1))
 end
 
-function S.cost(self, round)
-  if self.side == "learner" then return S.at(self, round) end
-  if self.side == "both" then return schedules.by_round(self.run, function(r) return S.at(self, r) end) end
-  return nil
-end
-
-function S.human_cost(self, round)
-  if self.side ~= "learner" then return S.at(self, round) end
-end
+S.init, S.cost, S.human_cost = schedules.on_side("exponential", S.at,
+  function(self, cfg) self.rate = cfg["schedule.rate"] or 0.3 end)
 
 S.name = "exponential"
 S.doc = "the cost decays from schedule.start towards schedule.end by exp(-schedule.rate) per round"

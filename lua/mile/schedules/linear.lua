@@ -13,15 +13,6 @@ local schedules = require "mile.schedules"
 
 local S = {}
 
-function S.init(cfg, run)
-  local side = cfg["schedule.side"] or "learner"
-  assert(side == "learner" or side == "human" or side == "both",
-    "linear: schedule.side must be learner, human or both, got " .. tostring(side))
-  local base = side == "learner" and cfg["learner.cost"] or cfg["human.cost"]
-  return { side = side, start = cfg["schedule.start"] or base, stop = cfg["schedule.end"] or 0, rounds = cfg.rounds,
-    run = run }
-end
-
 --- The scheduled cost of round r.
 function S.at(self, r)
   if self.rounds <= 1 then return self.start end
@@ -29,15 +20,7 @@ function S.at(self, r)
   return self.start + (self.stop - self.start) * f
 end
 
-function S.cost(self, round)
-  if self.side == "learner" then return S.at(self, round) end
-  if self.side == "both" then return schedules.by_round(self.run, function(r) return S.at(self, r) end) end
-  return nil -- "human": the learner keeps learner.cost
-end
-
-function S.human_cost(self, round)
-  if self.side ~= "learner" then return S.at(self, round) end
-end
+S.init, S.cost, S.human_cost = schedules.on_side("linear", S.at, function(self, cfg) self.rounds = cfg.rounds end)
 
 S.name = "linear"
 S.doc = "the cost moves linearly from schedule.start (round 1) to schedule.end (the last round)"
