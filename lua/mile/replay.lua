@@ -254,11 +254,12 @@ end
 M.help = { "P: pause / resume", "1 / 2 / 3: speed 0.25x / 0.5x / 1x", ". (while paused): one step",
   "red border: a recorded intervention step (nu = 1)" }
 
---- serve(ep [, {bind, port, open, speed, once, print}]) -> the last pass's play result:
+--- serve(ep [, {bind, port, open, speed, paused, once, print}]) -> the last pass's play result:
 --- serves the teleop page (mile.teleop.page, a random token) and plays the episode in
 --- it at the task's real-time rate times the page's speed, the intervention steps
 --- highlighted; paused until a browser connects (the first controls pause, speed and
---- single steps; others watch). Plays the episode again and again, or once with once.
+--- single steps; others watch; paused: start paused). Plays the episode again and
+--- again, or once with once.
 --- print(line) gets the URL line and each pass's summary (default: stdout).
 function M.serve(ep, opts)
   opts = opts or {}
@@ -280,7 +281,7 @@ function M.serve(ep, opts)
     os.execute(("xdg-open '%s' >/dev/null 2>&1 &"):format(url))
   end
   local fps = teleop.task_rate(run.task)
-  local st = { speed = opts.speed or 1, paused = false, controller = nil, clients = {} }
+  local st = { speed = opts.speed or 1, paused = opts.paused or false, controller = nil, clients = {} }
   local w, h = M.render_size(run.task)
   local function send(id, msg) srv:send(id, io_.json_encode(msg)) end
   local function status(text)
@@ -312,7 +313,7 @@ function M.serve(ep, opts)
       local id = ev.client
       if ev.kind == "connect" then
         st.clients[id] = true
-        if not st.controller then st.controller, st.paused = id, false end
+        if not st.controller then st.controller = id end
         send(id, { type = "hello", role = st.controller == id and "controller" or "watcher", client = id,
           task = cfg.env .. " (replay)", fps = fps, speed = st.speed, keymap = M.help, controller = st.controller })
         local rows = {}
@@ -342,8 +343,12 @@ function M.serve(ep, opts)
       else
         st.step_once = false
         local remaining = st.next - sys.monotonic()
-        if remaining <= 0 then break end
-        service(math.max(1, math.floor(remaining * 1000 + 0.5)))
+        if remaining <= 0 then
+          service(0) -- behind (a slow render): the frame still goes out, the messages are read
+          if not (st.paused or not st.controller) then break end
+        else
+          service(math.max(1, math.floor(remaining * 1000 + 0.5)))
+        end
       end
     end
   end

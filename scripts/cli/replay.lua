@@ -1,5 +1,5 @@
 -- mile replay RUN_DIR [--round R] [--episode E] [--png DIR] [--apng FILE] [--no-mark]
---             [--bind ADDR] [--port N] [--no-open] [--once] [--trust]
+--             [--bind ADDR] [--port N] [--no-open] [--paused] [--once] [--trust]
 --
 -- Plays a recorded episode back: in the teleop page (docs/teleop.md; the URL with its
 -- token on stdout), at the task's real-time rate with pause and slow motion, the
@@ -15,9 +15,9 @@ local replay = require "mile.replay"
 
 local args = cli.parse("replay", { ... }, {
   usage = "usage: mile replay RUN_DIR [--round R] [--episode E] [--png DIR] [--apng FILE] [--no-mark]\n"
-    .. "                   [--bind ADDR] [--port N] [--no-open] [--once] [--trust]",
+    .. "                   [--bind ADDR] [--port N] [--no-open] [--paused] [--once] [--trust]",
   options = { round = "integer", episode = "integer", png = "value", apng = "value", no_mark = "flag",
-    bind = "value", port = "integer", no_open = "flag", once = "flag", trust = "flag" },
+    bind = "value", port = "integer", no_open = "flag", paused = "flag", once = "flag", trust = "flag" },
   positional = 1,
 })
 local dir = args[1] or cli.usage_error("replay", "needs a run directory")
@@ -47,5 +47,6 @@ cli.guard("replay", function()
     print(replay.summary(ep, r))
     return
   end
-  replay.serve(ep, { bind = args.bind, port = args.port, open = not args.no_open, once = args.once })
+  replay.serve(ep, { bind = args.bind, port = args.port, open = not args.no_open, paused = args.paused,
+    once = args.once })
 end)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """mile replay in a real headless browser (Debian's chromium + chromium-driver through
 python3-selenium): a short `mile train` run (simulated human), then `mile replay RUN
---once` of its episode with the most interventions: the token, single steps while
-paused with the intervention steps (nu = 1) highlighted exactly, slow motion, every
+--once --paused` of one of its episodes: the token, single steps while
+paused (--paused) with the intervention steps (nu = 1) highlighted exactly, slow motion, every
 frame's step and nu against dataset.csv, the summary line (replayed observations equal
 the recorded ones), exit status 0.
 
@@ -40,14 +40,16 @@ rows = list(csv.DictReader(open(work + "/run/dataset.csv")))
 by_ep = {}
 for r in rows:
     by_ep.setdefault(int(r["episode"]), []).append(int(r["nu"]))
-index = max(by_ep, key=lambda e: sum(by_ep[e]))
+# the episode with the most interventions among those whose first 20 steps (the
+# single-stepped ones) hold both nu = 0 and nu = 1
+index = max(by_ep, key=lambda e: (0 in by_ep[e][:20] and 1 in by_ep[e][:20], sum(by_ep[e])))
 nu = by_ep[index]
 steps = len(nu)
 if sum(nu) == 0:
     sys.exit("FAIL: the simulated human never intervened (no highlight to check)")
 
 cmd = shlex.split(args.wrap) + [args.mile, "replay", work + "/run", "--round", "1", "--episode", str(index + 1),
-                                "--once", "--no-open"]
+                                "--once", "--no-open", "--paused"]
 log = open(work + "/stderr.txt", "w+")
 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
 
@@ -110,12 +112,10 @@ single = 0
 try:
     driver.get(url)
     wait("window.teleop && window.teleop.role === 'controller' && window.teleop.meta", 60, "the first frame")
-    keys("p")
-    wait("window.teleop.meta.paused", 20, "the pause")
-    time.sleep(0.1)
-    t0 = js("window.teleop.meta.step")
+    check(js("window.teleop.meta.paused") and js("window.teleop.meta.step") == 0, "not paused at step 0 (--paused)")
+    t0 = 0
     # single steps: the highlight (red border, banner) exactly on the recorded nu = 1 steps
-    for t in range(t0, min(t0 + 12, steps - 1)):
+    for t in range(t0, min(t0 + 20, steps - 1)):
         meta = js("window.teleop.meta")
         check(meta["step"] == t, "page shows step %s, expected %d" % (meta["step"], t))
         check(meta["nu"] == nu[t], "step %d: frame nu = %s, dataset %d" % (t, meta["nu"], nu[t]))
@@ -126,6 +126,8 @@ try:
         keys(".")
         wait("window.teleop.meta.step === %d" % (t + 1), 20, "step %d" % (t + 1))
         single += 1
+    stepped = nu[t0:t0 + single]
+    check(0 in stepped and 1 in stepped, "the single steps saw nu = %s only" % set(stepped))
     keys("2")  # 0.5x
     wait("window.teleop.meta.speed === 0.5", 10, "the slow motion")
     keys("p")

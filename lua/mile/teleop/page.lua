@@ -84,6 +84,7 @@ function drawFrame(buf) {
   $("pval").textContent = meta.p.toFixed(3);
   $("gaugefill").style.width = (100 * Math.max(0, Math.min(1, meta.p))) + "%";
   $("banner").textContent = meta.paused ? (meta.controller ? "paused (P to resume)" : "waiting for the controlling browser") : "";
+  if (meta.controller) paused = meta.paused; // the server's state: P toggles it (mile replay --paused starts paused)
   if (meta.replay) { // mile replay: the recorded intervention steps (nu = 1) highlighted
     $("stage").classList.toggle("takeover", meta.nu === 1);
     $("ilabel").textContent = "interventions so far"; $("plabel").textContent = "recorded p";
