@@ -289,4 +289,12 @@ check(any(float(r["p"]) > 0 for r in rows), "the learner's p(s) is never recorde
 realtime = [r for r in rows if int(r["episode"]) == ep0 - 1 and int(r["t"]) >= t0 + 11 and int(r["nu"]) == 1]
 if args.task == "lunar" and realtime:
     check(all(int(float(r["ah"])) == 2 for r in realtime), "held takeover recorded another action than 2")
+# ---- mile replay of the episode with the planned takeovers: a PNG per step, marked = nu --
+out = subprocess.run([args.mile, "replay", work + "/run", "--round", "1", "--episode", str(ep0), "--png",
+                      work + "/replay"], capture_output=True, text=True, timeout=300)
+check(out.returncode == 0, "mile replay exited with %d: %s" % (out.returncode, out.stderr))
+check("replayed observations equal the recorded ones (max |difference| 0)" in out.stdout, out.stdout)
+frames = list(csv.DictReader(open(work + "/replay/frames.csv")))
+check([int(f["nu"]) for f in frames] == [int(r["nu"]) for r in first_ep], "replayed frames' nu != dataset.csv's")
+check(all(os.path.exists(work + "/replay/" + f["file"]) for f in frames), "a frame is missing")
 print("ok: %d steps, %d takeovers, %.1fs" % (len(rows), sum(int(r["nu"]) for r in rows), time.monotonic() - t_start))
