@@ -261,10 +261,23 @@ function M.resolve(user, overrides, extra_plugins, opts)
   local schema = M.schema_for(sel)
   local sets = {}
   for _, k in ipairs(over_order) do if over[k] ~= nil then sets[#sets + 1] = k .. "=" .. over[k] end end
+  -- A key of a registered entry the config does not select (loss.lambda in a base config
+  -- shared by every method of a batch) is checked by its owner's spec and kept, with no
+  -- effect on the run; set with --set, it is worth a warning.
+  for key in pairs(flat) do
+    if schema[key] == nil and registry.spec(key) then schema[key] = registry.spec(key) end
+  end
+  for _, k in ipairs(over_order) do
+    if over[k] ~= nil and schema[k] == nil and registry.spec(k) then
+      schema[k] = registry.spec(k)
+      io.stderr:write(("mile: warning: --set %s: the key belongs to %s, which this run does not use\n"):format(k,
+        registry.owner(k)))
+    end
+  end
   local protocol = over.protocol or flat.protocol
   if protocol == "public" then -- a preset: its keys take its values, and nothing else
     local preset, budget = M.public_preset(tasks.get(sel.env))
-    local given = config.resolve(schema, flat, sets, { explain = function() return nil end })
+    local given = config.resolve(schema, flat, sets)
     for k, v in pairs(budget) do
       if over[k] == nil and flat[k] == nil then flat[k] = v end
     end
@@ -283,10 +296,7 @@ function M.resolve(user, overrides, extra_plugins, opts)
       end
     end
   end
-  local cfg = config.resolve(schema, flat, sets, { explain = function(key)
-    local owner = registry.owner(key)
-    return owner and ("it belongs to %s, which this config does not use"):format(owner) or nil
-  end })
+  local cfg = config.resolve(schema, flat, sets)
   local task = tasks.get(cfg.env)
   cfg["human.cost"] = cfg["human.cost"] or task.human_cost
   cfg["human.scale"] = cfg["human.scale"] or task.human_scale

@@ -181,4 +181,10 @@ function M.owner(key)
   return claim and describe(claim) or nil
 end
 
+--- spec(key) -> the spec of config key `key` as its owner declares it, or nil.
+function M.spec(key)
+  local claim = owners[key]
+  return claim and claim.spec or nil
+end
+
 return M
