@@ -5,6 +5,7 @@ local R = require "reference_math"
 local tensor = require "mile.tensor"
 local human = require "mile.human"
 local loop = require "mile.loop"
+local config = require "mile.config"
 local sys = require "mile.sys"
 
 local MILE = arg[-1]
@@ -97,6 +98,13 @@ T.test("every method runs on the same protocol", function()
     cfg.method, cfg.rounds = method, 1
     local run = loop.run(cfg, { dir = tmp .. "/" .. method })
     T.eq(run.metrics[1].train_steps, require("mile.methods").budget(run), method)
+  end
+  -- every shipped config serves every method (the main job and batches share one base)
+  for _, file in ipairs { "lunarlander", "drawer_open", "button_press", "peg_insert" } do
+    local base = config.load_file(ROOT .. "/scripts/configs/" .. file .. ".lua")
+    for _, method in ipairs(require("mile.methods").names()) do
+      T.eq(loop.resolve(base, { "method=" .. method }).method, method, file)
+    end
   end
 end)
 
