@@ -1,7 +1,7 @@
 -- scripts/reproduce.lua - the reproduction study's tables: paired per-seed differences
 -- of MILE against each baseline, with 95% intervals, from finished batch directories.
 --
---   mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--calibrated DIR] [--doc FILE]
+--   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]] [--calibrated DIR[,DIR]] [--doc FILE]
 --
 -- Inputs are the batch directories of scripts/batches/public_lunarlander.lua,
 -- public_ablation.lua and calibrated_lunarlander.lua (default runs/<name>). For every
@@ -22,11 +22,20 @@ local args = cli.parse("reproduce", { ... }, {
 
 local M = {}
 
---- jobs(dir) -> {cell = {seed = {auc, final, interventions, bits, rounds}}} of the finished jobs.
-function M.jobs(dir)
+--- jobs(dirs) -> {cell = {seed = {auc, final, interventions, bits, rounds}}} of the finished
+--- jobs of one batch directory, or of several separated by commas (the same spec run in
+--- parts, e.g. more seeds later: their cells merge).
+function M.jobs(dirs)
+  local out, any = {}, false
+  for dir in dirs:gmatch("[^,]+") do
+    if M.read_jobs(dir, out) then any = true end
+  end
+  return any and out or nil
+end
+
+function M.read_jobs(dir, out)
   if sys.stat(dir .. "/batch.lua") ~= "file" then return nil end
   local plan = rundir.read_data(dir .. "/batch.lua")
-  local out = {}
   for _, job in ipairs(plan.jobs) do
     local jd = dir .. "/jobs/" .. job.id
     local st = sys.stat(jd .. "/state.lua") == "file" and rundir.read_data(jd .. "/state.lua")
@@ -40,7 +49,7 @@ function M.jobs(dir)
         bits = st.metrics[1].nu_bits_per_step, initial = st.initial.success, rounds = #st.metrics }
     end
   end
-  return out
+  return true
 end
 
 local function pm(mean, ci, f)
@@ -117,16 +126,21 @@ local function report()
   end
   local ablation = M.jobs(args.ablation or "runs/public-ablation")
   if public and ablation then
-    lines[#lines + 1] = "### Which ingredient moves MILE minus HG-DAgger (AUC, seeds 0-4)"
+    -- the preset's runs on the seeds the ablation ran
+    local seeds = {}
+    for _, cell in pairs(ablation) do for seed in pairs(cell) do seeds[seed] = true end end
+    local n_seeds = 0
+    for _ in pairs(seeds) do n_seeds = n_seeds + 1 end
+    lines[#lines + 1] = ("### Which ingredient moves MILE minus HG-DAgger (AUC, %d seeds)"):format(n_seeds)
     lines[#lines + 1] = ""
     lines[#lines + 1] = "| protocol | MILE AUC | HG-DAgger AUC | MILE minus HG-DAgger | change from the full preset |"
     lines[#lines + 1] = "|---|---|---|---|---|"
-    local function only(cell, seeds)
+    local function only(cell)
       local out = {}
-      for s, r in pairs(cell or {}) do if s <= seeds then out[s] = r end end
+      for s, r in pairs(cell or {}) do if seeds[s] then out[s] = r end end
       return out
     end
-    local pm_mile, pm_hg = only(public["method=mile"], 4), only(public["method=hg-dagger"], 4)
+    local pm_mile, pm_hg = only(public["method=mile"]), only(public["method=hg-dagger"])
     local base_d, base_c = M.paired(pm_mile, pm_hg, "auc")
     lines[#lines + 1] = ("| full public preset | %s | %s | %s | |"):format(cell_pm(pm_mile, "auc"),
       cell_pm(pm_hg, "auc"), pm(base_d, base_c))

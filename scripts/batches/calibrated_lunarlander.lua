@@ -1,7 +1,7 @@
 -- This project's protocol with the calibrated, informative simulated human
 -- (scripts/configs/lunarlander.lua: scripts/calibrate_human.lua's cost and scale, an
 -- accurate mental model) on LunarLander-v3, with and without the demonstrations, for
--- every method, 6 seeds; scripts/reproduce.lua pairs MILE with each baseline by seed.
+-- every method, 10 seeds; scripts/reproduce.lua pairs MILE with each baseline by seed.
 --   mile batch scripts/batches/calibrated_lunarlander.lua [--workers 2]   -> runs/calibrated-lunarlander/
 return {
   name = "calibrated-lunarlander",
@@ -9,5 +9,5 @@ return {
   set = { eval_episodes = 100 },
   grid = { method = { "mile", "hg_dagger", "iwr", "bc" }, demos = { 0, 3 } },
   axes = { "demos", "method" },
-  seeds = { 0, 1, 2, 3, 4, 5 },
+  seeds = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 },
 }

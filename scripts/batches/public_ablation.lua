@@ -1,7 +1,7 @@
 -- Which ingredient of the public code's protocol moves MILE's difference from HG-DAgger
 -- on LunarLander-v3: the public preset's ingredients written out, each switched off
 -- (or, for demos, on) one at a time. The full preset is public_lunarlander.lua (the same
--- budget and seeds 0-4), which scripts/reproduce.lua pairs with these cells.
+-- budget and seeds), which scripts/reproduce.lua pairs with these cells by seed.
 -- Ingredients that act on MILE alone (labels on every step, random mental-model start)
 -- leave HG-DAgger as in the preset, so the baseline runs only the others.
 --   mile batch scripts/batches/public_ablation.lua [--workers 2]   -> runs/public-ablation/
@@ -21,5 +21,5 @@ return {
     { label = "hg_dagger-with_demos", method = "hg_dagger", demos = 3 },
     { label = "hg_dagger-last_policy", method = "hg_dagger", ["eval.select"] = "last" },
   } },
-  seeds = { 0, 1, 2, 3, 4 },
+  seeds = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 },
 }
