@@ -177,8 +177,8 @@ local function report()
     local bits = {}
     for _, cell in pairs(calibrated) do for _, r in pairs(cell) do bits[#bits + 1] = r.bits end end
     local b, bc = batch.summary(bits)
-    lines[#lines + 1] = ("Information in the calibrated human's decisions, round 1 (the initial policy's states): "
-      .. "%s bits per step over %d runs."):format(pm(b, bc), #bits)
+    lines[#lines + 1] = ("Information in the calibrated human's decisions in round 1 (the initial policy acting, "
+      .. "the human taking over): %s bits per step over %d runs."):format(pm(b, bc), #bits)
     lines[#lines + 1] = ""
   end
   return table.concat(lines, "\n")
