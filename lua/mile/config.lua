@@ -44,22 +44,35 @@ end
 
 -- Closest schema key to a misspelt one (for "did you mean").
 local function closest(key, schema)
-  local best, best_d = nil, math.huge
+  local best, best_d = nil, 4 -- only suggest keys within 3 edits
+  local a, n = { key:byte(1, -1) }, #key
   for k in pairs(schema) do
-    -- edit distance, small strings only
-    local a, b = key, k
-    local prev = {}
-    for j = 0, #b do prev[j] = j end
-    for i = 1, #a do
-      local cur = { [0] = i }
-      for j = 1, #b do
-        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:sub(i, i) == b:sub(j, j) and 0 or 1))
+    -- edit distance with a cut-off: a length difference of best_d or more cannot win,
+    -- and a row whose minimum reaches best_d ends the comparison
+    local m = #k
+    if math.abs(m - n) < best_d then
+      local b = { k:byte(1, -1) }
+      local prev = {}
+      for j = 0, m do prev[j] = j end
+      local d = 0
+      for i = 1, n do
+        local cur, row_min = { [0] = i }, i
+        local ai = a[i]
+        for j = 1, m do
+          local v = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ai == b[j] and 0 or 1))
+          cur[j] = v
+          if v < row_min then row_min = v end
+        end
+        prev = cur
+        if row_min >= best_d then d = best_d break end
+        d = nil
       end
-      prev = cur
+      d = d or prev[m]
+      if n == 0 then d = m end
+      if d < best_d then best, best_d = k, d end
     end
-    if prev[#b] < best_d then best, best_d = k, prev[#b] end
   end
-  return best_d <= 3 and best or nil
+  return best
 end
 
 local function type_of(v)
