@@ -1,10 +1,12 @@
 -- scripts/reproduce.lua - the reproduction study's tables: paired per-seed differences
 -- of MILE against each baseline, with 95% intervals, from finished batch directories.
 --
---   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]] [--calibrated DIR[,DIR]] [--doc FILE]
+--   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]] [--calibrated DIR[,DIR]]
+--                              [--calibrated-drawer DIR[,DIR]] [--doc FILE]
 --
 -- Inputs are the batch directories of scripts/batches/public_lunarlander.lua,
--- public_ablation.lua and calibrated_lunarlander.lua (default runs/<name>). For every
+-- public_ablation.lua, calibrated_lunarlander.lua and calibrated_drawer.lua (default
+-- runs/<name>). For every
 -- finished job: AUC, the mean success over rounds 1..R (the area under the success
 -- curve divided by R: the one-number summary), the final round's success, and the
 -- intervention steps used. MILE and a baseline are paired by seed; the interval is
@@ -16,8 +18,9 @@ local batch = require "mile.batch"
 local cli = require "mile.cli"
 
 local args = cli.parse("reproduce", { ... }, {
-  usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--calibrated DIR] [--doc FILE]",
-  options = { public = "value", ablation = "value", calibrated = "value", doc = "value" },
+  usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--calibrated DIR] "
+    .. "[--calibrated-drawer DIR] [--doc FILE]",
+  options = { public = "value", ablation = "value", calibrated = "value", calibrated_drawer = "value", doc = "value" },
 })
 
 local M = {}
@@ -179,6 +182,13 @@ local function report()
     local b, bc = batch.summary(bits)
     lines[#lines + 1] = ("Information in the calibrated human's decisions in round 1 (the initial policy acting, "
       .. "the human taking over): %s bits per step over %d runs."):format(pm(b, bc), #bits)
+    lines[#lines + 1] = ""
+  end
+  local drawer = M.jobs(args.calibrated_drawer or "runs/calibrated-drawer")
+  if drawer then
+    lines[#lines + 1] = "### The calibrated protocol on drawer-open-v3 (1 demonstration episode)"
+    lines[#lines + 1] = ""
+    method_table(drawer, function(m) return "method=" .. m:gsub("_", "-") end, methods, lines)
     lines[#lines + 1] = ""
   end
   return table.concat(lines, "\n")
