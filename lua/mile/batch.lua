@@ -909,4 +909,7 @@ function M.aggregate(out)
   return rows
 end
 
+-- The file helpers the backends share (mile.batch.slurm).
+M.sh_quote, M.read_file, M.write_file, M.last_lines = sh_quote, read_file, write, last_lines
+
 return M

@@ -11,22 +11,9 @@ local sys = require "mile.sys"
 local MILE = arg[-1]
 local tmp = T.tmpdir()
 
-local function sh(cmd)
-  local f = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
-  local out = f:read("a")
-  f:close()
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return rc, out:gsub("rc=%d+%s*$", "")
-end
-
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function sh(cmd) return T.shell(".", cmd) end
+local q = T.quote
+local function slurp(path) return assert(T.read_file(path), "cannot read " .. path) end
 
 -- A short run with the simulated human: 2 rounds of 2 episodes.
 local function train(dir, set)

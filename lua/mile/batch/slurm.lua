@@ -21,25 +21,15 @@
 -- with its state read from `squeue -t all`, else `sacct` when accounting is configured,
 -- else "unknown"; the driver appends that to the job's log, so the failure report shows it.
 local sys = require "mile.sys"
+local batch = require "mile.batch" -- loaded: mile.batch requires this module on first use
+local plugins = require "mile.plugins"
+
+local sh_quote, read_file, write, tail = batch.sh_quote, batch.read_file, batch.write_file, batch.last_lines
+local absolute = plugins.absolute
 
 local M = {}
 
 -- ---- helpers ---------------------------------------------------------------------------------
-
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function read_file(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local ok, err = sys.write_atomic(path, text)
-  if not ok then error("batch: " .. err, 0) end
-end
 
 -- capture(cmd) -> ok, stdout, stderr (stderr trimmed)
 local function capture(cmd)
@@ -54,21 +44,6 @@ end
 
 local function on_path(program)
   return os.execute("command -v " .. sh_quote(program) .. " >/dev/null 2>&1") == true
-end
-
-local function absolute(path)
-  if path:sub(1, 1) == "/" then return path end
-  local cwd = assert(sys.getcwd())
-  return (cwd .. "/" .. path):gsub("/%./", "/")
-end
-
-local function tail(path, n)
-  local lines = {}
-  for line in (read_file(path) or ""):gmatch("[^\n]+") do
-    lines[#lines + 1] = line
-    if #lines > n then table.remove(lines, 1) end
-  end
-  return lines
 end
 
 -- ---- options ---------------------------------------------------------------------------------
