@@ -303,8 +303,10 @@ end
 
 -- ---- the local backend -----------------------------------------------------------------------
 
+--- sh_quote(s) -> s as one word for sh.
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+--- read_file(path) -> the file's text, or nil when it cannot be read.
 local function read_file(path)
   local f = io.open(path)
   if not f then return nil end
@@ -395,6 +397,7 @@ local function read_lua(path)
   return ok and v or nil
 end
 
+--- write_file(path, text): write a whole file atomically (an error names the path).
 local function write(path, text)
   local ok, err = sys.write_atomic(path, text)
   if not ok then error("batch: " .. err, 0) end
@@ -444,6 +447,7 @@ local function sleep(seconds)
   if not ok and how == "signal" then error("interrupted!", 0) end
 end
 
+--- last_lines(path, n) -> the file's last n lines (a list; none for a missing file).
 local function last_lines(path, n)
   local lines = {}
   for line in (read_file(path) or ""):gmatch("[^\n]+") do

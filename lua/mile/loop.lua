@@ -787,8 +787,6 @@ function M.open(dir, opts)
   return run
 end
 
---- resume(dir [, overrides]) -> the Run, ready to continue (M.open).
-function M.resume(dir, overrides) return M.open(dir, { overrides = overrides }) end
 
 local function progress_line(run, row)
   return ("[%s] round %d/%d  success %.2f  return %7.1f  interventions %d (total %d, rate %.3f, predicted %s)  %.1fs")
