@@ -147,7 +147,8 @@ local function report()
     local base_d, base_c = M.paired(pm_mile, pm_hg, "auc")
     lines[#lines + 1] = ("| full public preset | %s | %s | %s | |"):format(cell_pm(pm_mile, "auc"),
       cell_pm(pm_hg, "auc"), pm(base_d, base_c))
-    for _, ing in ipairs { "no_labels_every_step", "sampling_human", "with_demos", "last_policy", "warm_mental" } do
+    for _, ing in ipairs { "no_labels_every_step", "sampling_human", "with_demos", "last_policy", "warm_mental",
+      "no_holdout" } do
       local id = ing:gsub("_", "-") -- cell ids as mile.batch writes them
       local mcell = ablation["variant=mile-" .. id]
       local hcell = ablation["variant=hg-dagger-" .. id] or pm_hg

@@ -98,6 +98,10 @@ M.schema = {
     doc = "eval.select=best: epochs between selection evaluations" },
   ["eval.select_episodes"] = { type = "integer", default = 30, check = positive,
     doc = "eval.select=best: episodes per selection evaluation (on the first evaluation states)" },
+  ["train.holdout"] = { type = "number", default = 0,
+    check = function(v) return v >= 0 and v < 1, "must be in [0, 1) (the fraction of rows held out each round)" end,
+    doc = "a fresh random fraction of the rows (demos and dataset) held out each round: not trained on, their NLL "
+      .. "reported as holdout_nll (the public code: 0.2, a logged validation loss)" },
   protocol = { type = "string", default = "mile", choices = { "mile", "public" },
     doc = "public: the public MILE code's protocol (docs/reproduction.md); its keys cannot be set otherwise" },
   ["human.lag"] = { type = "integer", default = 1, check = non_negative,
@@ -192,6 +196,8 @@ function M.public_preset(task)
     -- COST_LOOKUP (ENVS.md 3.2) for the human and the learner, and a fixed mental model
     ["human.cost"] = task.human_cost, ["human.scale"] = task.human_scale, ["learner.cost"] = task.human_cost,
     ["learner.scale"] = task.human_scale, ["human.mental"] = "initial",
+    -- prepare_dataset (mile/utils.py): a fresh random 20% held out every round
+    ["train.holdout"] = 0.2,
   }
   local budget = { rounds = 20, episodes_per_round = 1, epochs = 300, batch_size = 1024, lr = 1e-4,
     ["eval.every"] = 100, ["eval.select_episodes"] = 30 }
@@ -297,6 +303,11 @@ function M.resolve(user, overrides, extra_plugins, opts)
     end
   end
   local cfg = config.resolve(schema, flat, sets)
+  if cfg["train.holdout"] > 0 and cfg["learner.memory"] ~= "none" then
+    -- a memory model trains on episode segments of the whole dataset
+    error(("config: 'train.holdout' = %s cannot be combined with 'learner.memory' = %s (it trains on whole "
+      .. "episodes); set one of them off"):format(tostring(cfg["train.holdout"]), cfg["learner.memory"]), 0)
+  end
   local task = tasks.get(cfg.env)
   cfg["human.cost"] = cfg["human.cost"] or task.human_cost
   cfg["human.scale"] = cfg["human.scale"] or task.human_scale
@@ -350,9 +361,13 @@ local Run = {}
 Run.__index = Run
 M.Run = Run
 
-local function generators(seed)
-  return { collect = T.Generator(seed * 1000 + 1), human = T.Generator(seed * 1000 + 2),
+-- (train.holdout adds its own, so that runs without it draw exactly as before.)
+local function generators(cfg)
+  local seed = cfg.seed
+  local gens = { collect = T.Generator(seed * 1000 + 1), human = T.Generator(seed * 1000 + 2),
     train = T.Generator(seed * 1000 + 3), eval = T.Generator(seed * 1000 + 4) }
+  if cfg["train.holdout"] > 0 then gens.holdout = T.Generator(seed * 1000 + 6) end
+  return gens
 end
 
 -- Env seeds: collection and evaluation never share a state.
@@ -418,7 +433,7 @@ function M.new_run(cfg)
   end
   run.env = tasks.make_env(cfg.env)
   run.eval_env = tasks.make_env(cfg.env)
-  run.gens = generators(cfg.seed)
+  run.gens = generators(cfg)
   run.policy = nn.load(initial)
   if cfg["learner.mental_init"] == "random" then -- the public code drops its warm start
     local task = run.task
@@ -552,7 +567,7 @@ end
 
 M.metric_columns = { "round", "episodes", "steps", "interventions", "interventions_total", "intervention_rate",
   "predicted_rate", "observed_p", "success", "return", "length", "j1", "j2", "loss", "train_steps", "learner_cost",
-  "human_cost", "nu_bits_per_step", "p_wrong_given_nu", "p_wrong_given_no_nu", "seconds" }
+  "human_cost", "nu_bits_per_step", "p_wrong_given_nu", "p_wrong_given_no_nu", "holdout_rows", "holdout_nll", "seconds" }
 
 
 --- nu_bits(sum_p, sum_h, n) -> the information nu carries about the state, in bits per
@@ -600,12 +615,86 @@ function Run:mean_learner_cost(first, last)
   return type(v) == "number" and v or v:mean():item()
 end
 
--- The round's training: the method's steps; with eval.select = "best" in chunks of
--- eval.every epochs, each followed by an evaluation on the first eval.select_episodes
--- evaluation states, the best policy kept (the public code's optimistic selection).
+-- The round's training: the method's steps on the rows train.holdout leaves (all rows
+-- without it); holdout_rows and holdout_nll report the held-out ones.
 function Run:train_round(round)
-  local ctx = methods.context(self, round)
+  local split = self:holdout_split()
+  local ctx = methods.context(self, round, split)
   self:status("training (%s, %d steps)", self.cfg.method, ctx.steps)
+  local out = self:train_steps(ctx)
+  out.holdout_rows, out.holdout_nll = 0, 0 / 0
+  if split then out.holdout_rows, out.holdout_nll = split.held_rows, self:holdout_nll(split) end
+  return out
+end
+
+-- rows of a [N, ...] tensor (a Lua list of 1-based indices; none: zero rows)
+local function take(t, rows)
+  if #rows > 0 then return t:index_select(1, rows) end
+  local shape = t:shape()
+  shape[1] = 0
+  return T.zeros(shape, t:dtype())
+end
+
+--- holdout_split() -> nil without train.holdout; else the round's split, the public code's
+--- prepare_dataset (mile/utils.py): a fresh random permutation of all rows (the
+--- demonstrations, then the dataset), the first floor((1 - h) n) trained on and the rest
+--- held out. {demos = {obs, actions} (trained), dataset = the trained dataset rows (a
+--- mile.data subset), rows = their rows in run.dataset, held = {demos = {...}, rows = {...}},
+--- train_rows, held_rows}. run.last_split keeps the last one (tests).
+function Run:holdout_split()
+  local h = self.cfg["train.holdout"]
+  if h <= 0 then return nil end
+  local d = self.demos
+  local nd, n = d.obs:size(1), self.dataset:size()
+  local total, gen = nd + n, self.gens.holdout
+  local perm = {}
+  for i = 1, total do perm[i] = i end
+  for i = total, 2, -1 do -- Fisher-Yates
+    local j = gen:integer(i)
+    perm[i], perm[j] = perm[j], perm[i]
+  end
+  local n_train = math.floor(total * (1 - h))
+  local keep = { demos = {}, rows = {} }
+  local held = { demos = {}, rows = {} }
+  for k = 1, total do
+    local side, i = k <= n_train and keep or held, perm[k]
+    if i <= nd then side.demos[#side.demos + 1] = i else side.rows[#side.rows + 1] = i - nd end
+  end
+  for _, side in ipairs { keep, held } do table.sort(side.demos); table.sort(side.rows) end
+  local dataset = #keep.rows > 0 and self.dataset:subset(keep.rows) or new_dataset(self.task)
+  local split = { demos = { obs = take(d.obs, keep.demos), actions = take(d.actions, keep.demos) }, dataset = dataset,
+    rows = keep.rows, held = held, train_rows = n_train, held_rows = total - n_train }
+  self.last_split = split
+  return split
+end
+
+--- holdout_nll(split) -> the policy's mean NLL of the human's actions on the held-out rows
+--- it is judged on: the held-out demonstrations and the held-out steps where the human
+--- intervened (NaN when there are none). Reported only, as the public code only logs its
+--- validation loss.
+function Run:holdout_nll(split)
+  local d, obs, actions = self.demos, {}, {}
+  if #split.held.demos > 0 then
+    obs[#obs + 1], actions[#actions + 1] = take(d.obs, split.held.demos), take(d.actions, split.held.demos)
+  end
+  if #split.held.rows > 0 then
+    local cols = self.dataset:tensors()
+    local nu, rows = cols.nu:totable(), {}
+    for _, r in ipairs(split.held.rows) do if nu[r] == 1 then rows[#rows + 1] = r end end
+    if #rows > 0 then
+      obs[#obs + 1], actions[#actions + 1] = cols.obs:index_select(1, rows), cols.human_action:index_select(1, rows)
+    end
+  end
+  if #obs == 0 then return 0 / 0 end
+  local o = #obs == 1 and obs[1] or T.cat(obs)
+  local a = #actions == 1 and actions[1] or T.cat { actions[1]:to(actions[2]:dtype()), actions[2] }
+  return ag.no_grad(function() return policy.nll(self.policy, o:float(), a):item() end)
+end
+
+-- The method's ctx.steps; with eval.select = "best" in chunks of eval.every epochs, each
+-- followed by an evaluation on the first eval.select_episodes evaluation states, the best
+-- policy kept (the public code's optimistic selection).
+function Run:train_steps(ctx)
   if self.cfg["eval.select"] ~= "best" or ctx.steps == 0 then return self.method.train(ctx) end
   local total, per_epoch = ctx.steps, ctx.steps / math.max(self.cfg.epochs, 1)
   local chunk = math.max(1, math.floor(per_epoch * self.cfg["eval.every"] + 0.5))
@@ -669,7 +758,8 @@ function Run:do_round(round)
     intervention_rate = c.interventions / math.max(c.steps, 1), predicted_rate = predicted,
     observed_p = c.p_sum / math.max(c.steps, 1), success = ev.success, ["return"] = ev["return"],
     length = ev.length, j1 = train.j1 or 0 / 0, j2 = train.j2 or 0 / 0, loss = train.loss or 0 / 0,
-    train_steps = train.steps, learner_cost = self:mean_learner_cost(first, last), human_cost = stats.human_cost,
+    train_steps = train.steps, holdout_rows = train.holdout_rows, holdout_nll = train.holdout_nll,
+    learner_cost = self:mean_learner_cost(first, last), human_cost = stats.human_cost,
     nu_bits_per_step = M.nu_bits(c.p_sum, c.h_sum, c.steps),
     p_wrong_given_nu = c.judged[1] > 0 and c.wrong[1] / c.judged[1] or 0 / 0,
     p_wrong_given_no_nu = c.judged[0] > 0 and c.wrong[0] / c.judged[0] or 0 / 0,

@@ -46,9 +46,11 @@ local M = registry.new { kind = "method", key = "method",
   builtins = { "mile.methods.bc", "mile.methods.hg_dagger", "mile.methods.iwr", "mile.methods.mile" },
   check = function(e) return type(e.train) == "function", "needs train(ctx)" end }
 
---- budget(run) -> the training steps of a round, the same for every method.
-function M.budget(run)
-  local n = run.demos.obs:size(1) + run.dataset:size()
+--- budget(run [, split]) -> the training steps of a round, the same for every method:
+--- epochs passes over the rows trained on (split: the rows train.holdout leaves, loop's
+--- holdout_split).
+function M.budget(run, split)
+  local n = split and (split.demos.obs:size(1) + split.dataset:size()) or (run.demos.obs:size(1) + run.dataset:size())
   return run.cfg.epochs * math.ceil(n / run.cfg.batch_size)
 end
 
@@ -71,13 +73,17 @@ local Context = {}
 Context.__index = Context
 M.Context = Context
 
---- context(run, round) -> the ctx a method's train receives.
-function M.context(run, round)
+--- context(run, round [, split]) -> the ctx a method's train receives. split (train.holdout):
+--- the demonstrations and dataset rows of the round's training part; ctx.demos and
+--- ctx.dataset are those, and rows given to ctx:learner_model are mapped back to the
+--- run's dataset rows (per-row costs).
+function M.context(run, round, split)
   return setmetatable({
-    cfg = run.cfg, round = round, steps = M.budget(run), batch_size = run.cfg.batch_size,
+    cfg = run.cfg, round = round, steps = M.budget(run, split), batch_size = run.cfg.batch_size,
     policy = run.policy, mental = run.mental, memory = run.temporal,
     optimizers = { policy = run.opt_policy, mental = run.opt_mental, memory = run.opt_temporal },
-    dataset = run.dataset, demos = run.demos, generator = run.gens.train, _run = run,
+    dataset = split and split.dataset or run.dataset, demos = split and split.demos or run.demos,
+    generator = run.gens.train, _run = run, _rows = split and split.rows,
   }, Context)
 end
 
@@ -114,6 +120,11 @@ end
 
 --- learner_model(obs, rows) -> the learner's intervention model at obs (methods.learner_model of the run).
 function Context:learner_model(obs, rows)
+  if rows and self._rows then -- ctx.dataset is a subset: its rows in the run's dataset
+    local mapped = {}
+    for i, r in ipairs(rows) do mapped[i] = self._rows[r] end
+    rows = mapped
+  end
   return M.learner_model(self._run, obs, rows)
 end
 
@@ -127,6 +138,7 @@ end
 
 --- memory_batch() -> a batch for the memory model's training (temporal.train_batch).
 function Context:memory_batch()
+  if self._rows then error("methods: memory_batch with train.holdout (refused by the config)", 2) end
   return temporal.train_batch(self._run, self.generator, self.batch_size)
 end
 

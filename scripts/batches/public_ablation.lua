@@ -7,7 +7,8 @@
 --   mile batch scripts/batches/public_ablation.lua [--workers 2]   -> runs/public-ablation/
 local PUBLIC = { env = "LunarLander-v3", rounds = 10, epochs = 100, batch_size = 1024, lr = 1e-4,
   episodes_per_round = 1, eval_episodes = 100, max_episode_steps = 1000, demos = 0, ["human.rule"] = "argmax",
-  ["learner.mental_init"] = "random", ["eval.select"] = "best", ["eval.every"] = 50, ["eval.select_episodes"] = 30 }
+  ["learner.mental_init"] = "random", ["eval.select"] = "best", ["eval.every"] = 50, ["eval.select_episodes"] = 30,
+  ["train.holdout"] = 0.2 }
 return {
   name = "public-ablation",
   base = PUBLIC,
@@ -17,9 +18,11 @@ return {
     { label = "mile-with_demos", method = "mile", ["loss.variant"] = "public", demos = 3 },
     { label = "mile-last_policy", method = "mile", ["loss.variant"] = "public", ["eval.select"] = "last" },
     { label = "mile-warm_mental", method = "mile", ["loss.variant"] = "public", ["learner.mental_init"] = "warm" },
+    { label = "mile-no_holdout", method = "mile", ["loss.variant"] = "public", ["train.holdout"] = 0 },
     { label = "hg_dagger-sampling_human", method = "hg_dagger", ["human.rule"] = "sample" },
     { label = "hg_dagger-with_demos", method = "hg_dagger", demos = 3 },
     { label = "hg_dagger-last_policy", method = "hg_dagger", ["eval.select"] = "last" },
+    { label = "hg_dagger-no_holdout", method = "hg_dagger", ["train.holdout"] = 0 },
   } },
   seeds = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 },
 }

@@ -28,7 +28,10 @@ end
 T.test("the public preset sets its ingredients and refuses a conflicting key, naming both", function()
   local cfg = loop.resolve { protocol = "public" }
   T.eq({ cfg.demos, cfg["human.rule"], cfg["learner.mental_init"], cfg["eval.select"], cfg["loss.variant"], cfg.rounds,
-    cfg.epochs, cfg.batch_size, cfg.lr }, { 0, "argmax", "random", "best", "public", 20, 300, 1024, 1e-4 })
+    cfg.epochs, cfg.batch_size, cfg.lr, cfg["train.holdout"] }, { 0, "argmax", "random", "best", "public", 20, 300, 1024,
+    1e-4, 0.2 })
+  T.raises(function() loop.resolve { protocol = "public", train = { holdout = 0 } } end,
+    "'train.holdout' = 0 conflicts with protocol = public %(which sets train.holdout = 0.2%)")
   local d = loop.resolve { protocol = "public", env = "drawer-open-v3" }
   T.eq({ d["human.rule"], d["human.shrink"], d["loss.variant"] }, { "sample", true, "paper" })
   T.raises(function() loop.resolve({ protocol = "public" }, { "human.rule=sample" }) end,
@@ -159,6 +162,93 @@ T.test("demos: 0 or the cached count; eval.select = best never reports worse tha
   T.truthy(best.metrics[1].success >= last.metrics[1].success, "round 1: the best of the chunks >= the last chunk")
   local random = run { ["learner.mental_init"] = "random" }
   T.truthy(random.metrics[1].predicted_rate > 0.05, "a random mental model predicts interventions from the start")
+end)
+
+-- ---- train.holdout ----------------------------------------------------------------------------
+
+local methods = require "mile.methods"
+
+-- a method that trains nothing and records what its context holds
+local seen = {}
+methods.register { name = "probe_holdout", doc = "test: records the rows a method is given", train = function(ctx)
+  local cols = ctx:columns()
+  seen[#seen + 1] = { demos = ctx.demos.obs:to("float64"):totable(), obs = cols and cols.obs:to("float64"):totable() or {},
+    steps = ctx.steps, rows = ctx.dataset:size() }
+  return { steps = 0 }
+end }
+
+local function rows_of(t) -- a [N, n] tensor as a set of row strings
+  local set = {}
+  for _, row in ipairs(t) do set[table.concat(row, ",")] = (set[table.concat(row, ",")] or 0) + 1 end
+  return set
+end
+
+T.test("train.holdout: a fresh random fraction of all rows held out each round, never trained on", function()
+  seen = {}
+  local r = run { method = "probe_holdout", ["train.holdout"] = 0.2, rounds = 3 }
+  local nd = r.demos.obs:size(1)
+  local all_obs = r.dataset:column("obs", "float64"):totable()
+  local demo_obs = r.demos.obs:to("float64"):totable()
+  local n, held_demo_sets = 0, {}
+  for k, row in ipairs(r.metrics) do
+    n = n + row.steps
+    local total = nd + n
+    local n_train = (total * 4) // 5 -- the public code's int(0.8 n), in integers
+    T.eq(row.holdout_rows, total - n_train, "round " .. k .. ": 20% held out")
+    local s = seen[k]
+    T.eq(#s.demos + s.rows, n_train, "round " .. k .. ": the method gets the other 80%")
+    T.eq(s.steps, SHORT.epochs * math.ceil(n_train / SHORT.batch_size), "the budget counts the rows trained on")
+    T.eq(#s.obs, s.rows)
+    held_demo_sets[k] = #s.demos
+  end
+  -- the last round: the held-out rows (loop's record) and the rows the method saw are disjoint and cover all
+  local split, s = r.last_split, seen[#seen]
+  local trained = rows_of(s.obs)
+  for _, i in ipairs(split.held.rows) do
+    T.eq(trained[table.concat(all_obs[i], ",")], nil, "held-out dataset row " .. i .. " was not trained on")
+  end
+  local trained_demos = rows_of(s.demos)
+  for _, i in ipairs(split.held.demos) do
+    T.eq(trained_demos[table.concat(demo_obs[i], ",")], nil, "held-out demo row " .. i .. " was not trained on")
+  end
+  T.eq(#split.held.rows + #split.held.demos + #s.demos + s.rows, nd + n)
+  T.truthy(held_demo_sets[1] ~= held_demo_sets[2] or held_demo_sets[2] ~= held_demo_sets[3], "a fresh draw each round")
+  -- the held-out fraction of demos over the rounds is near 0.2 (a uniform draw): 3 draws of ~840 rows
+  local f = 0
+  for k = 1, 3 do f = f + (nd - held_demo_sets[k]) / nd / 3 end
+  T.near(f, 0.2, 0.04)
+end)
+
+T.test("holdout_nll is the policy's NLL of the human's actions on the held-out rows", function()
+  local r = run { ["train.holdout"] = 0.5, ["human.mental"] = "accurate" }
+  local split, row = r.last_split, r.metrics[#r.metrics]
+  T.eq(row.holdout_rows, (r.demos.obs:size(1) + r.dataset:size()) - (r.demos.obs:size(1) + r.dataset:size()) // 2)
+  -- independently, in float64: -mean log softmax(logits)[a] over held demos and held nu = 1 rows
+  local obs, acts = {}, {}
+  local dobs, dact = r.demos.obs:to("float64"):totable(), r.demos.actions:to("float64"):totable()
+  for _, i in ipairs(split.held.demos) do obs[#obs + 1], acts[#acts + 1] = dobs[i], dact[i] end
+  local cols = r.dataset:tensors()
+  local nu, ah, o = cols.nu:totable(), cols.human_action:to("float64"):totable(), cols.obs:to("float64"):totable()
+  for _, i in ipairs(split.held.rows) do if nu[i] == 1 then obs[#obs + 1], acts[#acts + 1] = o[i], ah[i] end end
+  T.truthy(#obs > 0)
+  local logits = ag.no_grad(function() return r.policy(tensor.from(obs):float()).logits end):to("float64"):totable()
+  local nll = 0
+  for i, l in ipairs(logits) do
+    local z = 0
+    for _, x in ipairs(l) do z = z + math.exp(x) end
+    nll = nll - (l[math.tointeger(acts[i]) + 1] - math.log(z)) / #logits
+  end
+  T.near(row.holdout_nll, nll, 1e-4)
+  local off = run {}
+  T.eq({ off.metrics[1].holdout_rows, off.gens.holdout }, { 0, nil }, "off by default: no split, no extra generator")
+  T.truthy(off.metrics[1].holdout_nll ~= off.metrics[1].holdout_nll, "NaN without a hold-out")
+end)
+
+T.test("train.holdout: bad values and a memory model are refused", function()
+  T.raises(function() loop.resolve(with { ["train.holdout"] = 1 }) end, "'train.holdout' = 1: must be in %[0, 1%)")
+  T.raises(function() loop.resolve(with { ["train.holdout"] = -0.1 }) end, "must be in %[0, 1%)")
+  T.raises(function() loop.resolve(with {}, { "train.holdout=0.3", "learner.memory=history" }) end,
+    "'train.holdout' = 0.3 cannot be combined with 'learner.memory' = history")
 end)
 
 T.run()
