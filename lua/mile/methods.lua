@@ -6,13 +6,15 @@
 --
 --   methods.register { name =, doc =, schema = {config keys it owns},
 --                      uses_mental = true | nil,   -- trains a mental model (checkpointed)
+--                      budget = function(cfg, steps) -> steps | nil, -- its own step budget
 --                      train = function(ctx) -> {steps =, loss =, j1 =, j2 =} }
 --
 -- and its train(ctx) sees the round through a narrow context (methods.context):
 --
 --   ctx.cfg          the resolved config (flat: ctx.cfg["loss.lambda"])
 --   ctx.round        the round being trained (1-based)
---   ctx.steps        the round's step budget (the same for every method)
+--   ctx.steps        the round's step budget (the same for every method, unless the
+--                    method sets its own with budget(cfg, steps): bc.steps)
 --   ctx.batch_size   cfg.batch_size
 --   ctx.policy       the robot policy (mile.policy), trained
 --   ctx.mental       the learner's mental model pihat (same shape as the policy)
@@ -48,10 +50,13 @@ local M = registry.new { kind = "method", key = "method",
 
 --- budget(run [, split]) -> the training steps of a round, the same for every method:
 --- epochs passes over the rows trained on (split: the rows train.holdout leaves, loop's
---- holdout_split).
+--- holdout_split). A method with budget(cfg, steps) -> steps sets its own (bc.steps).
 function M.budget(run, split)
   local n = split and (split.demos.obs:size(1) + split.dataset:size()) or (run.demos.obs:size(1) + run.dataset:size())
-  return run.cfg.epochs * math.ceil(n / run.cfg.batch_size)
+  local steps = run.cfg.epochs * math.ceil(n / run.cfg.batch_size)
+  local method = run.method
+  if method and method.budget then steps = method.budget(run.cfg, steps) end
+  return steps
 end
 
 --- learner_model(run, obs [, rows]) -> the learner's intervention model at obs [B, n]:

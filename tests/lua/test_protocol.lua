@@ -164,7 +164,7 @@ T.test("demos: 0 or the cached count; eval.select = best never reports worse tha
   T.truthy(random.metrics[1].predicted_rate > 0.05, "a random mental model predicts interventions from the start")
 end)
 
--- ---- train.holdout ----------------------------------------------------------------------------
+-- ---- train.holdout, bc.steps ---------------------------------------------------------------
 
 local methods = require "mile.methods"
 
@@ -249,6 +249,22 @@ T.test("train.holdout: bad values and a memory model are refused", function()
   T.raises(function() loop.resolve(with { ["train.holdout"] = -0.1 }) end, "must be in %[0, 1%)")
   T.raises(function() loop.resolve(with {}, { "train.holdout=0.3", "learner.memory=history" }) end,
     "'train.holdout' = 0.3 cannot be combined with 'learner.memory' = history")
+end)
+
+T.test("bc.steps: BC's budget fixed per round, not growing with the dataset it ignores", function()
+  local shared = run { method = "bc" }
+  local nd, n = shared.demos.obs:size(1), 0
+  for k, row in ipairs(shared.metrics) do
+    n = n + row.steps
+    T.eq(row.train_steps, SHORT.epochs * math.ceil((nd + n) / SHORT.batch_size), "default: the shared budget, round " .. k)
+  end
+  local fixed = run { method = "bc", ["bc.steps"] = 7 }
+  T.eq({ fixed.metrics[1].train_steps, fixed.metrics[2].train_steps }, { 7, 7 })
+  local best = run { method = "bc", ["bc.steps"] = 5, ["eval.select"] = "best", ["eval.every"] = 1,
+    ["eval.select_episodes"] = 2 }
+  T.eq(best.metrics[2].train_steps, 5)
+  T.raises(function() loop.resolve(with { method = "bc", ["bc.steps"] = 0 }) end, "'bc.steps' = 0: must be >= 1")
+  T.eq(loop.resolve(with { method = "mile", ["bc.steps"] = 9 })["bc.steps"], 9, "kept without effect for other methods")
 end)
 
 T.run()
