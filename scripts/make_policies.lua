@@ -1,6 +1,7 @@
 -- scripts/make_policies.lua - (re)build the cached policies of each task.
 --
 --   mile scripts/make_policies.lua [task ...]      (default: every task)
+--   mile scripts/make_policies.lua --converged [--episodes K] [task ...]
 --
 -- For a task it writes scripts/data/<task>/:
 --   expert.safetensors   pi_E: discrete tasks clone the scripted controller into a
@@ -9,6 +10,13 @@
 --   demos.safetensors    the initial demonstrations (obs, actions) of `demo_episodes`
 --                        clean scripted-expert episodes
 --   initial.safetensors  the weak initial robot policy: behaviour cloning on the demos
+-- With --converged it writes only (the files above stay as they are):
+--   demos-<K>ep.safetensors              the first K demonstration episodes (the same
+--                                        seeds as demos.safetensors: its first K episodes)
+--   initial-converged-<K>ep.safetensors  an initial policy weak for lack of data, not of
+--                                        training: behaviour cloning on those K episodes to
+--                                        convergence, early-stopped on a held-out 20% of
+--                                        their rows (config initial.policy = "converged")
 -- The ground-truth mental model of the simulated human and the learner's warm-start
 -- mental model are both the initial policy (the human believes the robot acts as it
 -- did at the start). Everything is drawn from seeded generators: same seeds, same files.
@@ -124,6 +132,110 @@ local function build(name)
     #files > 0 and table.concat(files, ",") .. "," or "", sys.monotonic() - t0))
 end
 
-local names = { ... }
+-- Behaviour cloning to convergence: Adam minibatch steps on a random 80% of the rows;
+-- every CHECK_EVERY steps the NLL of the other 20%; it stops after PATIENCE checks
+-- without an improvement of at least MIN_DELTA (or at MAX_STEPS) and keeps the weights
+-- of the best check. Returns the steps at the best check, its held-out NLL and the steps run.
+local CHECK_EVERY, PATIENCE, MIN_DELTA, MAX_STEPS = 100, 20, 1e-4, 60000
+
+local function clone_converged(net, obs, actions, lr, batch, gen)
+  local n = obs:size(1)
+  local perm = {}
+  for i = 1, n do perm[i] = i end
+  for i = n, 2, -1 do
+    local j = gen:integer(i)
+    perm[i], perm[j] = perm[j], perm[i]
+  end
+  local n_train = math.floor(n * 0.8)
+  local train, held = {}, {}
+  for k = 1, n do if k <= n_train then train[#train + 1] = perm[k] else held[#held + 1] = perm[k] end end
+  local tobs, tact = obs:index_select(1, train), actions:index_select(1, train)
+  local hobs, hact = obs:index_select(1, held), actions:index_select(1, held)
+  local opt = optim.Adam(net:parameters(), { lr = lr })
+  local best, best_step, best_sd, since, step = math.huge, 0, nil, 0, 0
+  while step < MAX_STEPS and since < PATIENCE do
+    for _ = 1, CHECK_EVERY do
+      local rows = {}
+      for i = 1, batch do rows[i] = gen:integer(n_train) end
+      local loss = policy.nll(net, tobs:index_select(1, rows), tact:index_select(1, rows))
+      opt:zero_grad()
+      loss:backward()
+      opt:step()
+    end
+    step = step + CHECK_EVERY
+    local v = ag.no_grad(function() return policy.nll(net, hobs, hact):item() end)
+    if v < best - MIN_DELTA then
+      best, best_step, since, best_sd = v, step, 0, {}
+      for k, t in pairs(net:state_dict()) do best_sd[k] = t:clone() end
+    else
+      since = since + 1
+    end
+  end
+  net:load_state_dict(best_sd)
+  return best_step, best, step
+end
+
+-- The expert's greedy success on the evaluation seeds of `evaluate` (a reference level).
+local function expert_success(name, dir, episodes)
+  local task = tasks.get(name)
+  if task.discrete then return evaluate(name, nn.load(dir .. "/expert.safetensors"), episodes, 300000) end
+  local env = tasks.make_env(name)
+  local scripted = envs.scripted_expert(env)
+  local wins, ret = 0, 0
+  for ep = 1, episodes do
+    local obs = env:reset { seed = 300000 + ep }
+    local done = false
+    while not done do
+      local r, term, trunc, info
+      obs, r, term, trunc, info = env:step(scripted:act(obs))
+      ret = ret + r
+      if info.success then wins = wins + 1 end
+      done = term or trunc or info.success
+    end
+  end
+  return wins / episodes, ret / episodes
+end
+
+local function build_converged(name, k)
+  local task = tasks.get(name)
+  local dir = out_root .. "/" .. name
+  assert(sys.mkdir(dir))
+  local t0 = sys.monotonic()
+  local gen = T.Generator(task.policy_seed + 500) -- apart from the cached files' draws
+  local dobs, dact, drate = collect(name, k, 0, 200000, gen) -- noise 0: no draws, the cached demos' first k
+  assert(io_.save_safetensors(("%s/demos-%dep.safetensors"):format(dir, k), { obs = dobs, actions = dact:float() },
+    { episodes = tostring(k), success = tostring(drate) }))
+  local net = policy.new { obs_dim = task.obs_dim, discrete = task.discrete, n_actions = task.n_actions,
+    action_dim = task.action_dim, hidden = task.hidden, generator = gen }
+  local best_step, nll, ran = clone_converged(net, dobs, dact:float(), 1e-3, 256, gen)
+  local s, r = evaluate(name, net, 50, 300000)
+  local es, er = expert_success(name, dir, 50)
+  nn.save(("%s/initial-converged-%dep.safetensors"):format(dir, k), net)
+  print(("%s converged initial policy: BC on %d episode(s) (%d rows), best held-out nll %.4f at step %d of %d, "
+    .. "success %.2f, return %.1f; expert success %.2f, return %.1f (50 episodes); %.1f s"):format(name, k,
+    dobs:size(1), nll, best_step, ran, s, r, es, er, sys.monotonic() - t0))
+end
+
+local names, converged, episodes = {}, false, 1
+do
+  local argv, i = { ... }, 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--converged" then converged = true
+    elseif a == "--episodes" then
+      i = i + 1
+      episodes = math.tointeger(tonumber(argv[i] or ""))
+      if not episodes or episodes < 1 then error("make_policies: --episodes needs a positive integer", 0) end
+    elseif a:sub(1, 2) == "--" then error("make_policies: unknown option " .. a, 0)
+    else
+      if not tasks.find(a) then error(("make_policies: unknown task %s (known: %s)"):format(a,
+        table.concat(tasks.names(), ", ")), 0) end
+      names[#names + 1] = a
+    end
+    i = i + 1
+  end
+end
 if #names == 0 then names = tasks.names() end
-for _, name in ipairs(names) do build(name) end
+for _, name in ipairs(names) do
+  if converged then build_converged(name, episodes) else build(name) end
+end

@@ -102,6 +102,11 @@ M.schema = {
     check = function(v) return v >= 0 and v < 1, "must be in [0, 1) (the fraction of rows held out each round)" end,
     doc = "a fresh random fraction of the rows (demos and dataset) held out each round: not trained on, their NLL "
       .. "reported as holdout_nll (the public code: 0.2, a logged validation loss)" },
+  ["initial.policy"] = { type = "string", default = "cached", choices = { "cached", "converged" },
+    doc = "the initial policy: cached (BC for the task's initial_steps on the cached demos) or converged (BC to "
+      .. "convergence with early stopping on initial.demo_episodes episodes, which become the run's demos)" },
+  ["initial.demo_episodes"] = { type = "integer", default = 1, check = positive,
+    doc = "initial.policy=converged: demonstration episodes it was cloned on (scripts/make_policies.lua --converged)" },
   protocol = { type = "string", default = "mile", choices = { "mile", "public" },
     doc = "public: the public MILE code's protocol (docs/reproduction.md); its keys cannot be set otherwise" },
   ["human.lag"] = { type = "integer", default = 1, check = non_negative,
@@ -325,6 +330,11 @@ local function fail(err) error("loop: " .. tostring(err), 0) end
 --- (initial, expert, demos), under policy_dir or the host's data directory.
 function M.policy_file(cfg, name)
   local dir = cfg.policy_dir ~= "" and cfg.policy_dir or default_policy_dir()
+  if cfg["initial.policy"] == "converged" then -- scripts/make_policies.lua --converged
+    local k = cfg["initial.demo_episodes"]
+    if name == "initial" then name = ("initial-converged-%dep"):format(k)
+    elseif name == "demos" then name = ("demos-%dep"):format(k) end
+  end
   return ("%s/%s/%s.safetensors"):format(dir, cfg.env, name)
 end
 
@@ -428,8 +438,10 @@ function M.new_run(cfg)
     tty = sys.isatty(1) }, Run)
   local initial = M.policy_file(cfg, "initial")
   if sys.stat(initial) ~= "file" then
-    fail(("no cached policies %s; run `mile %s/make_policies.lua %s`"):format(initial,
-      require("mile.paths").scripts_dir, cfg.env))
+    local how = cfg["initial.policy"] == "converged" and ("--converged --episodes %d "):format(
+      cfg["initial.demo_episodes"]) or ""
+    fail(("no cached policies %s; run `mile %s/make_policies.lua %s%s`"):format(initial,
+      require("mile.paths").scripts_dir, how, cfg.env))
   end
   run.env = tasks.make_env(cfg.env)
   run.eval_env = tasks.make_env(cfg.env)

@@ -164,9 +164,11 @@ T.test("demos: 0 or the cached count; eval.select = best never reports worse tha
   T.truthy(random.metrics[1].predicted_rate > 0.05, "a random mental model predicts interventions from the start")
 end)
 
--- ---- train.holdout, bc.steps ---------------------------------------------------------------
+-- ---- train.holdout, bc.steps, initial.policy = "converged" -----------------------------------
 
 local methods = require "mile.methods"
+local nn = require "mile.nn"
+local io_ = require "mile.io"
 
 -- a method that trains nothing and records what its context holds
 local seen = {}
@@ -265,6 +267,45 @@ T.test("bc.steps: BC's budget fixed per round, not growing with the dataset it i
   T.eq(best.metrics[2].train_steps, 5)
   T.raises(function() loop.resolve(with { method = "bc", ["bc.steps"] = 0 }) end, "'bc.steps' = 0: must be >= 1")
   T.eq(loop.resolve(with { method = "mile", ["bc.steps"] = 9 })["bc.steps"], 9, "kept without effect for other methods")
+end)
+
+T.test("initial.policy = converged: the converged clone and its demonstration episodes", function()
+  local data_dir = require("mile.paths").data_dir .. "/LunarLander-v3"
+  local cached = io_.load_safetensors(data_dir .. "/demos.safetensors")
+  local r = loop.new_run(loop.resolve(with { ["initial.policy"] = "converged" }))
+  -- its demos are the cached demonstrations' first episode (same seeds), every method alike
+  local nd = r.demos.obs:size(1)
+  local first = cached.obs:to("float64"):totable()
+  local mine = r.demos.obs:to("float64"):totable()
+  T.truthy(nd > 100 and nd < cached.obs:size(1) / 2, "one of the three episodes")
+  for i = 1, nd do T.eq(mine[i], first[i], "row " .. i) end
+  -- the run starts from the converged file (policy, warm mental model and the human's pihat)
+  local want = nn.load(data_dir .. "/initial-converged-1ep.safetensors"):state_dict()
+  for name, t in pairs(r.policy:state_dict()) do
+    T.eq(t:to("float64"):totable(), want[name]:to("float64"):totable(), name)
+  end
+  for name, t in pairs(r.mental:state_dict()) do T.eq(t:to("float64"):totable(), want[name]:to("float64"):totable()) end
+  -- trained to convergence: on its demos it fits better than the cached 500-step clone does on them
+  local function nll(net)
+    local logits = ag.no_grad(function() return net(r.demos.obs).logits end):to("float64"):totable()
+    local a, s = r.demos.actions:to("float64"):totable(), 0
+    for i, l in ipairs(logits) do
+      local z = 0
+      for _, x in ipairs(l) do z = z + math.exp(x) end
+      s = s - (l[math.tointeger(a[i]) + 1] - math.log(z)) / #logits
+    end
+    return s
+  end
+  local cached_initial = nn.load(data_dir .. "/initial.safetensors")
+  T.truthy(nll(r.policy) < nll(cached_initial), ("converged %.3f < cached %.3f"):format(nll(r.policy),
+    nll(cached_initial)))
+  T.eq(loop.new_run(loop.resolve(with { ["initial.policy"] = "converged", demos = 0 })).demos.obs:size(1), 0)
+  T.raises(function() loop.new_run(loop.resolve(with { ["initial.policy"] = "converged", demos = 3 })) end,
+    "demos = 3: the cached demonstrations of LunarLander%-v3 are 1 episodes; use 0 or 1")
+  T.raises(function() loop.new_run(loop.resolve(with { ["initial.policy"] = "converged", initial = {
+    demo_episodes = 7 } })) end, "initial%-converged%-7ep.safetensors; run .*make_policies.lua %-%-converged %-%-episodes 7")
+  T.raises(function() loop.resolve(with { initial = { policy = "best" } }) end,
+    "'initial.policy' must be one of cached, converged, got best")
 end)
 
 T.run()
