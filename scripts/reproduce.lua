@@ -10,7 +10,9 @@
 -- finished job: AUC, the mean success over rounds 1..R (the area under the success
 -- curve divided by R: the one-number summary), the final round's success, and the
 -- intervention steps used. MILE and a baseline are paired by seed; the interval is
--- mean +- t_{0.975, n-1} sd / sqrt(n) over the seeds' differences. With --doc the
+-- mean +- t_{0.975, n-1} sd / sqrt(n) over the seeds' differences. Under each table:
+-- the reference levels, the initial policy's success before round 1 and the expert's
+-- (runs with eval.expert) on the runs' own evaluation states. With --doc the
 -- tables replace the block `reproduce-results` of that file (docs/reproduction.md).
 local sys = require "mile.sys"
 local rundir = require "mile.rundir"
@@ -49,7 +51,9 @@ function M.read_jobs(dir, out)
       local last = st.metrics[#st.metrics]
       out[job.cell] = out[job.cell] or {}
       out[job.cell][job.seed] = { auc = auc, final = last.success, interventions = last.interventions_total,
-        bits = st.metrics[1].nu_bits_per_step, initial = st.initial.success, rounds = #st.metrics }
+        bits = st.metrics[1].nu_bits_per_step, initial = st.initial.success, rounds = #st.metrics,
+        expert = st.expert and st.expert.success, initial_policy = type(cfg.initial) == "table" and cfg.initial.policy
+          or "cached" }
     end
   end
   return true
@@ -93,6 +97,28 @@ local function verdict(mean, ci)
   return "no difference resolved"
 end
 
+-- The reference levels under a table: the initial policy's success before round 1 and,
+-- where the runs measured it (eval.expert), the expert's, on each run's own evaluation
+-- states, over the seeds of the MILE cell.
+local function reference_line(cell, lines)
+  local init, expert, kind = {}, {}, "cached"
+  for _, r in pairs(cell or {}) do
+    init[#init + 1] = r.initial
+    if r.expert then expert[#expert + 1] = r.expert end
+    kind = r.initial_policy or kind
+  end
+  if #init == 0 then return end
+  local a, _, ac = batch.summary(init)
+  local text = ("Reference levels on the same evaluation states (%d seeds): the initial policy (%s) %s"):format(#init,
+    kind == "converged" and "BC cloned to convergence" or "the cached BC policy", pm(a, ac))
+  if #expert > 0 then
+    local e, _, ec = batch.summary(expert)
+    text = text .. ("; the expert (greedy) %s"):format(pm(e, ec))
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = text .. "."
+end
+
 local function method_table(cells, name_of, methods, lines)
   lines[#lines + 1] = "| method | seeds | AUC (mean success over rounds) | final success | interventions |"
   lines[#lines + 1] = "|---|---|---|---|---|"
@@ -115,6 +141,7 @@ local function method_table(cells, name_of, methods, lines)
         verdict(f, fc))
     end
   end
+  reference_line(mile, lines)
 end
 
 local function report()

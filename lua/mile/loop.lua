@@ -107,6 +107,8 @@ M.schema = {
       .. "convergence with early stopping on initial.demo_episodes episodes, which become the run's demos)" },
   ["initial.demo_episodes"] = { type = "integer", default = 1, check = positive,
     doc = "initial.policy=converged: demonstration episodes it was cloned on (scripts/make_policies.lua --converged)" },
+  ["eval.expert"] = { type = "boolean", default = false,
+    doc = "also evaluate the expert (pi_E's mode) on the evaluation states before round 1 (a reference level)" },
   protocol = { type = "string", default = "mile", choices = { "mile", "public" },
     doc = "public: the public MILE code's protocol (docs/reproduction.md); its keys cannot be set otherwise" },
   ["human.lag"] = { type = "integer", default = 1, check = non_negative,
@@ -408,6 +410,7 @@ local function make_human(run)
       return { mu = mu, log_sd = T.full(mu:shape(), log_sd) }
     end
   end
+  run.expert_params = expert -- eval.expert: the reference level
   local believe = function(obs) return policy.params(mental, obs) end
   if cfg["human.mental"] == "noisy" and cfg["human.noise"] > 0 then
     local sd, gen = cfg["human.noise"], run.gens.human
@@ -553,6 +556,17 @@ function Run:predicted_rate(first, last)
     local obs = self.dataset:column("obs"):index_select(1, idx)
     return methods.learner_model(self, obs, idx).logp:exp():mean():item()
   end)
+end
+
+--- expert_act() -> a function obs -> the expert's deterministic action (pi_E's mode: the
+--- argmax of its logits, the scripted controller's mean), for Run:evaluate (eval.expert).
+function Run:expert_act()
+  local expert = self.expert_params
+  return function(obs)
+    local p = ag.no_grad(function() return expert(obs:view { 1, -1 }:float()) end)
+    if p.logits then return math.tointeger(p.logits:view { -1 }:argmax():item()) - 1 end -- argmax is 1-based
+    return p.mu:view { -1 }
+  end
 end
 
 -- The policy alone, deterministic, on the fixed evaluation states. act(obs) -> action
@@ -823,7 +837,7 @@ function Run:commit()
   local gens = {}
   for k, g in pairs(self.gens) do gens[k] = g:state():gsub(".", function(ch) return ("%02x"):format(ch:byte()) end) end
   d:commit { round = r, episodes = self.episodes, rows = self.dataset:size(), generators = gens,
-    metrics = self.metrics, initial = self.initial, checkpoint = d.checkpoint_name(r),
+    metrics = self.metrics, initial = self.initial, expert = self.expert, checkpoint = d.checkpoint_name(r),
     schedule = self.schedule and self.schedule:state() or nil }
 end
 
@@ -864,7 +878,8 @@ function M.open(dir, opts)
   local run = M.new_run(cfg)
   run.rundir, run.dir = d, d.dir
   if not st then return run end -- killed before round 1 committed
-  run.round, run.episodes, run.metrics, run.initial = st.round, st.episodes, st.metrics, st.initial
+  run.round, run.episodes, run.metrics, run.initial, run.expert = st.round, st.episodes, st.metrics, st.initial,
+    st.expert
   for k, hex in pairs(st.generators) do run.gens[k]:set_state(unhex(hex)) end
   local ck = d:path(st.checkpoint)
   run.policy:load_state_dict(nn.load(ck .. "/policy.safetensors"):state_dict())
@@ -918,7 +933,10 @@ function M.run(user, opts)
   end
   if not opts.human and run.cfg["human.kind"] == "live" then opts.human = require("mile.teleop").human end
   if opts.human then run.human = opts.human(run) end -- a custom (simulated) human, docs/research.md
-  if run.round == 0 then run.initial = run:evaluate(run.cfg.eval_episodes) end
+  if run.round == 0 then
+    run.initial = run:evaluate(run.cfg.eval_episodes)
+    if run.cfg["eval.expert"] then run.expert = run:evaluate(run.cfg.eval_episodes, run:expert_act()) end
+  end
   for r = run.round + 1, run.cfg.rounds do
     local row = run:do_round(r)
     run:commit()

@@ -164,7 +164,7 @@ T.test("demos: 0 or the cached count; eval.select = best never reports worse tha
   T.truthy(random.metrics[1].predicted_rate > 0.05, "a random mental model predicts interventions from the start")
 end)
 
--- ---- train.holdout, bc.steps, initial.policy = "converged" -----------------------------------
+-- ---- train.holdout, bc.steps, initial.policy = "converged", eval.expert ---------------------
 
 local methods = require "mile.methods"
 local nn = require "mile.nn"
@@ -306,6 +306,31 @@ T.test("initial.policy = converged: the converged clone and its demonstration ep
     demo_episodes = 7 } })) end, "initial%-converged%-7ep.safetensors; run .*make_policies.lua %-%-converged %-%-episodes 7")
   T.raises(function() loop.resolve(with { initial = { policy = "best" } }) end,
     "'initial.policy' must be one of cached, converged, got best")
+end)
+
+T.test("eval.expert: the expert's greedy success on the run's evaluation states", function()
+  local r = run { ["eval.expert"] = true, eval_episodes = 4 }
+  -- independently: the expert network's argmax, the env reset with the evaluation seeds
+  local expert = nn.load(require("mile.paths").data_dir .. "/LunarLander-v3/expert.safetensors")
+  local tasks = require "mile.tasks"
+  local env = tasks.make_env("LunarLander-v3")
+  local wins = 0
+  for i = 1, 4 do
+    local obs = env:reset { seed = 5000000 + SHORT.seed * 100000 + i }
+    local done, t = false, 0
+    while not done do
+      local l = ag.no_grad(function() return expert(obs:view { 1, -1 }:float()).logits end):view { -1 }:totable()
+      local a = 1
+      for j = 2, #l do if l[j] > l[a] then a = j end end
+      local next_obs, _, term, trunc, info = env:step(a - 1)
+      obs = next_obs
+      t = t + 1
+      if info.success then wins = wins + 1 end
+      done = term or trunc or info.success or t >= SHORT.max_episode_steps
+    end
+  end
+  T.near(r.expert.success, wins / 4, 1e-12)
+  T.eq(run({}).expert, nil, "off by default")
 end)
 
 T.run()
