@@ -214,10 +214,17 @@ local function report()
   end
   local drawer = M.jobs(args.calibrated_drawer or "runs/calibrated-drawer")
   if drawer then
-    lines[#lines + 1] = "### The calibrated protocol on drawer-open-v3 (1 demonstration episode)"
-    lines[#lines + 1] = ""
-    method_table(drawer, function(m) return "method=" .. m:gsub("_", "-") end, methods, lines)
-    lines[#lines + 1] = ""
+    local by_demos = false -- the spec's demos axis (earlier runs: one demonstration episode only)
+    for cell in pairs(drawer) do by_demos = by_demos or cell:match("^demos=") ~= nil end
+    for _, demos in ipairs(by_demos and { 0, 1 } or { 1 }) do
+      lines[#lines + 1] = ("### The calibrated protocol on drawer-open-v3, %s"):format(
+        demos == 0 and "no demonstrations" or "1 demonstration episode")
+      lines[#lines + 1] = ""
+      method_table(drawer, function(m)
+        return (by_demos and ("demos=%d_"):format(demos) or "") .. "method=" .. m:gsub("_", "-")
+      end, methods, lines)
+      lines[#lines + 1] = ""
+    end
   end
   return table.concat(lines, "\n")
 end

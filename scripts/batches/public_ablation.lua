@@ -8,7 +8,7 @@
 local PUBLIC = { env = "LunarLander-v3", rounds = 10, epochs = 100, batch_size = 1024, lr = 1e-4,
   episodes_per_round = 1, eval_episodes = 100, max_episode_steps = 1000, demos = 0, ["human.rule"] = "argmax",
   ["learner.mental_init"] = "random", ["eval.select"] = "best", ["eval.every"] = 50, ["eval.select_episodes"] = 30,
-  ["train.holdout"] = 0.2 }
+  ["train.holdout"] = 0.2, ["eval.expert"] = true }
 return {
   name = "public-ablation",
   base = PUBLIC,
