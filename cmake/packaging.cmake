@@ -35,7 +35,7 @@ set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Learning robot policies from human interv
 set(CPACK_PACKAGING_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "lua5.4, libopenblas0 | libopenblas0-pthread, libjansson4, libcsv3, libbox2d2, \
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "lua5.4, libopenblas0 | libopenblas0-pthread, libdnnl2, libgomp1, libjansson4, libcsv3, libbox2d2, \
 libmujoco2.2.2, libreadline8, libpng16-16, libzmq5, libssl3")
 set(CPACK_STRIP_FILES OFF)
 include(CPack)

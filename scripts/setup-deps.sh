@@ -6,11 +6,12 @@
 # libwebsockets-dev: the HTTP + WebSocket server of `mile teleop`; chromium, chromium-driver,
 # python3-selenium: the headless browser that drives the teleop page in its tests (label browser).
 # clang-14, libclang-rt-14-dev: the libFuzzer harnesses of tests/fuzz/ (make fuzz, make fuzz-smoke).
+# libdnnl-dev: oneDNN, the float32 matrix products (core/src/gemm.c, docs/performance.md).
 # luarocks: tests/install builds rockspecs/mile-scm-1.rockspec into a temporary tree.
 set -eu
 
 PACKAGES="build-essential cmake pkg-config lua5.4 liblua5.4-dev luajit libreadline-dev \
-libopenblas-dev libcsv-dev libcmocka-dev libjansson-dev libbox2d-dev libmujoco-dev \
+libopenblas-dev libdnnl-dev libcsv-dev libcmocka-dev libjansson-dev libbox2d-dev libmujoco-dev \
 libpng-dev libosmesa6-dev gnuplot-nox \
 libzmq3-dev libssl-dev jupyter-core jupyter-client python3-jupyter-client jupyter-nbconvert \
 python3-nbconvert python3-nbformat \

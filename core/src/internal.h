@@ -32,6 +32,27 @@ const char *mile_dims_str(int32_t ndim, const int64_t *shape, char *buf, size_t 
 void *mile_storage_alloc(size_t nbytes);
 void mile_storage_free(void *data, size_t nbytes);
 
+/* ---- matrix products (gemm.c) ---------------------------------------------- */
+/* A 2-d operand as BLAS reads it: row-major data, transposed or not, leading dim. */
+typedef struct mile_operand {
+  const void *data;
+  bool trans;
+  int64_t ld;
+} mile_operand;
+/* How BLAS can read the rows x cols matrix at `base` with strides s0, s1 (elements);
+ * false when it needs a contiguous copy first. */
+bool mile_as_operand(const void *base, int64_t rows, int64_t cols, int64_t s0, int64_t s1, mile_operand *op);
+/* c[m,n] = a[m,k] b[k,n] + beta c (row-major, ldc), on the library and threads
+ * mile/compute.h selects. */
+void mile_gemm(mile_dtype dtype, const mile_operand *a, const mile_operand *b, int64_t m, int64_t n, int64_t k,
+               double beta, void *c, int64_t ldc);
+/* c[m,n] = a[m,k] . b[k,n] + beta c for 2-d tensors a and b of any strides (copies an
+ * operand BLAS cannot read as it is). */
+mile_status mile_gemm_tensors(mile_tensor *a, mile_tensor *b, double beta, void *c, int64_t ldc);
+/* y[r][j] = act(y[r][j] + bias[j]) over a contiguous rows x cols block (bias may be
+ * NULL): the linear layer's epilogue (linear.c), shared by compiled plans. */
+void mile_bias_act(mile_dtype dtype, void *y, const void *bias, int64_t rows, int64_t cols, mile_activation act);
+
 /* ---- atomic files (atomic_file.c) ------------------------------------------ */
 /* A file being written to a temporary beside its target; committed by a rename. */
 typedef struct mile_sink {

@@ -1,5 +1,5 @@
 /* lsys.c - mile.sys: what benchmarks and long runs need from the machine: a
- * monotonic clock, resident memory, the BLAS thread count, and the few file
+ * monotonic clock, resident memory, the matrix products' threads and library, and the few file
  * operations plain Lua lacks (atomic writes with fsync, mkdir -p, stat, listdir,
  * SHA-256 of a string: OpenSSL's, already linked for the Jupyter kernel). */
 #define _POSIX_C_SOURCE 200809L
@@ -16,11 +16,6 @@
 #include <openssl/evp.h>
 
 #include "lmile.h"
-
-/* OpenBLAS's own controls (declared in its cblas.h, which is not included here
- * to keep this file free of BLAS headers). */
-void openblas_set_num_threads(int num_threads);
-int openblas_get_num_threads(void);
 
 static int sys_monotonic(lua_State *L) { /* seconds, for timing */
   struct timespec ts;
@@ -43,15 +38,41 @@ static int sys_rss_mib(lua_State *L) { /* resident set size in MiB, or nil */
   return 1;
 }
 
+/* sys.set_num_threads(n): n >= 1 threads for every matrix product, 0 for the
+ * automatic choice per size (mile/compute.h). */
 static int sys_set_num_threads(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, n >= 1 && n <= 1024, 1, "thread count out of range");
-  openblas_set_num_threads((int)n);
+  luaL_argcheck(L, n >= 0 && n <= 1024, 1, "thread count out of range (0..1024; 0: automatic)");
+  lmile_check(L, mile_set_num_threads((int32_t)n), "set_num_threads");
   return 0;
 }
 
+/* sys.num_threads(): the fixed count, or the cores the automatic choice uses. */
 static int sys_num_threads(lua_State *L) {
-  lua_pushinteger(L, openblas_get_num_threads());
+  int32_t n = mile_num_threads();
+  lua_pushinteger(L, n > 0 ? n : mile_max_threads());
+  return 1;
+}
+
+/* sys.threading(): {fixed = n or false, cores = .., parallel_flops = ..} */
+static int sys_threading(lua_State *L) {
+  int32_t n = mile_num_threads();
+  lua_createtable(L, 0, 3);
+  if (n > 0) lua_pushinteger(L, n);
+  else lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "fixed");
+  lua_pushinteger(L, mile_max_threads());
+  lua_setfield(L, -2, "cores");
+  lua_pushnumber(L, mile_parallel_flops());
+  lua_setfield(L, -2, "parallel_flops");
+  return 1;
+}
+
+/* sys.gemm_backend([name]): the float32 GEMM library ("onednn" or "openblas"); with
+ * a name, selects it first. */
+static int sys_gemm_backend(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) lmile_check(L, mile_set_gemm_backend(luaL_checkstring(L, 1)), "gemm_backend");
+  lua_pushstring(L, mile_gemm_backend());
   return 1;
 }
 
@@ -191,6 +212,8 @@ static const luaL_Reg functions[] = {{"monotonic", sys_monotonic},
                                      {"rss_mib", sys_rss_mib},
                                      {"set_num_threads", sys_set_num_threads},
                                      {"num_threads", sys_num_threads},
+                                     {"threading", sys_threading},
+                                     {"gemm_backend", sys_gemm_backend},
                                      {"write_atomic", sys_write_atomic},
                                      {"mkdir", sys_mkdir},
                                      {"stat", sys_stat},

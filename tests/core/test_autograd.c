@@ -153,7 +153,7 @@ static mile_status f_matmul(mile_tensor **o, mile_tensor *const *in, const void 
   return mile_matmul(o, in[0], in[1]);
 }
 static mile_status f_linear(mile_tensor **o, mile_tensor *const *in, const void *c) {
-  return mile_linear(o, in[0], in[1], C(c)->op ? in[2] : NULL);
+  return mile_linear_act(o, in[0], in[1], C(c)->op ? in[2] : NULL, (mile_activation)C(c)->dim);
 }
 
 /* ---- gradchecks of the elementwise ops ------------------------------------------------- */
@@ -412,19 +412,21 @@ static void test_grad_matmul_linear(void **state) {
   } xs[] = {{2, {5, 4}}, {3, {2, 3, 4}}, {1, {4}}};
   for (size_t c = 0; c < sizeof xs / sizeof xs[0]; c++)
     for (int l = 0; l < LAYOUT_EXPANDED; l++)
-      for (int bias = 0; bias < 2; bias++) {
-        mile_tensor *in[3];
-        in[0] = make_input(&rng, MILE_FLOAT64, xs[c].nx, xs[c].x, (layout)l, -1, 1);
-        in[1] = make_input(&rng, MILE_FLOAT64, 2, (int64_t[]){3, 4}, (layout)((l + 1) % LAYOUT_EXPANDED), -1, 1);
-        in[2] = make_input(&rng, MILE_FLOAT64, 1, (int64_t[]){3}, (layout)((l + 2) % LAYOUT_EXPANDED), -1, 1);
-        op_ctx ctx = {.op = bias};
-        char name[64];
-        snprintf(name, sizeof name, "linear x #%zu %s bias %d", c, layout_name((layout)l), bias);
-        gradcheck(name, f_linear, &ctx, bias ? 3 : 2, in, NULL);
-        gradcheck(name, f_linear, &ctx, bias ? 3 : 2, in, (int[]){0, 1, 1});
-        gradcheck(name, f_linear, &ctx, bias ? 3 : 2, in, (int[]){1, 0, 0});
-        release_all(3, in);
-      }
+      for (int bias = 0; bias < 2; bias++)
+        for (int act = 0; act < MILE_ACT_COUNT; act++) {
+          mile_tensor *in[3];
+          in[0] = make_input(&rng, MILE_FLOAT64, xs[c].nx, xs[c].x, (layout)l, -1, 1);
+          in[1] = make_input(&rng, MILE_FLOAT64, 2, (int64_t[]){3, 4}, (layout)((l + 1) % LAYOUT_EXPANDED), -1, 1);
+          in[2] = make_input(&rng, MILE_FLOAT64, 1, (int64_t[]){3}, (layout)((l + 2) % LAYOUT_EXPANDED), -1, 1);
+          op_ctx ctx = {.op = bias, .dim = act};
+          char name[64];
+          snprintf(name, sizeof name, "linear x #%zu %s bias %d %s", c, layout_name((layout)l), bias,
+                   mile_activation_name((mile_activation)act));
+          gradcheck(name, f_linear, &ctx, bias ? 3 : 2, in, NULL);
+          gradcheck(name, f_linear, &ctx, bias ? 3 : 2, in, (int[]){0, 1, 1});
+          gradcheck(name, f_linear, &ctx, bias ? 3 : 2, in, (int[]){1, 0, 0});
+          release_all(3, in);
+        }
 }
 
 /* ---- views and copies ------------------------------------------------------------------ */

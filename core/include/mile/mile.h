@@ -3,8 +3,10 @@
 #define MILE_MILE_H
 
 #include "mile/status.h"
+#include "mile/compute.h"
 #include "mile/tensor.h"
 #include "mile/ops.h"
+#include "mile/plan.h"
 #include "mile/rng.h"
 #include "mile/autograd.h"
 #include "mile/intervention.h"

@@ -75,4 +75,15 @@ MILE_API mile_status mile_matmul(mile_tensor **out, mile_tensor *a, mile_tensor 
 /* x W^T + bias for x [..., in], W [out, in], bias [out] or NULL (an affine layer in one gemm). */
 MILE_API mile_status mile_linear(mile_tensor **out, mile_tensor *x, mile_tensor *weight, mile_tensor *bias);
 
+/* Activations fused into a linear layer. */
+typedef enum mile_activation {
+  MILE_ACT_NONE = 0, MILE_ACT_RELU, MILE_ACT_TANH, MILE_ACT_SIGMOID, MILE_ACT_COUNT
+} mile_activation;
+MILE_API const char *mile_activation_name(mile_activation act);
+/* act(x W^T + bias) as one op and one autograd node: one gemm and one pass forward,
+ * one pass and two gemms backward. Gives the same bits as mile_linear followed by
+ * mile_unary (MILE_RELU, MILE_TANH, MILE_SIGMOID). */
+MILE_API mile_status mile_linear_act(mile_tensor **out, mile_tensor *x, mile_tensor *weight, mile_tensor *bias,
+                                     mile_activation act);
+
 #endif
