@@ -18,6 +18,7 @@ local tensor = {
   Generator = "Generator([seed]) -> a random number generator (xoshiro256**) seeded with seed (default 0); every random op takes one explicitly.",
   cat = "cat({a, b, ...} [, dim = 1]) -> the tensors joined along dim (equal sizes on every other dim).",
   where = "where(cond, a, b) -> elementwise a where cond is nonzero, else b (a and b may be numbers; broadcasting).",
+  mlp_plan = "mlp_plan({{W1, b1, act1}, {W2, b2, act2}, ...}) -> plan; plan(x) runs act_n(...act_1(x W1^T + b1)...) in one call into buffers the plan owns, with no autograd graph (inference). act: \"relu\", \"tanh\", \"sigmoid\" or \"none\"; b may be nil. The same bits as the layers one by one; nn's compile_forward builds these.",
   is_tensor = "is_tensor(x) -> true when x is a mile tensor.",
   alloc_budget = "alloc_budget(bytes | nil) -> the budget left before (nil when unbounded): bound the bytes new tensors may take on this thread from now on; nil removes the bound.",
 }
@@ -74,7 +75,7 @@ local Tensor = {
   gather = "t:gather(dim, index) -> out[i][j] = t[i][index[i][j]] along dim (1-based index tensor or table).",
   index_select = "t:index_select(dim, index) -> the slices of dim at the 1-based indices, in order.",
   matmul = "a:matmul(b) -> the matrix product a b (row-major; 1-d and batched operands as in torch.matmul).",
-  linear = "x:linear(W [, b]) -> x W^T + b, as torch.nn.functional.linear.",
+  linear = "x:linear(W [, b [, act]]) -> act(x W^T + b), as torch.nn.functional.linear followed by the activation act (\"relu\", \"tanh\", \"sigmoid\", default \"none\") in one fused op and one autograd node.",
   fill_ = "t:fill_(value) -> t with every element set to value (in place).",
   zero_ = "t:zero_() -> t with every element set to 0 (in place).",
   copy_ = "t:copy_(src) -> t with src's values copied in (broadcast, converted to t's dtype; in place).",

@@ -16,6 +16,7 @@
 -- nn.from_spec rebuilds the architecture (nn.save / nn.load build on it).
 -- forward returns fresh tensors: no module keeps or reuses its output.
 local T = require "mile.tensor"
+local ag = require "mile.autograd"
 
 local M = {}
 
@@ -442,11 +443,98 @@ function Sequential:__init(...)
   rawset(self, "modules", mods)
 end
 
+-- A Linear followed by one of these activations runs as one fused op,
+-- x:linear(W, b, act): the same bits as the two modules in turn, with fewer passes
+-- over memory and one autograd node (docs/performance.md). nn.fuse = false (or
+-- MILE_FUSE=0 in the environment) runs every module on its own.
+local FUSED_ACTIVATIONS = { [M.ReLU.forward] = "relu", [M.Tanh.forward] = "tanh", [M.Sigmoid.forward] = "sigmoid" }
+M.fuse = os.getenv("MILE_FUSE") ~= "0"
+
 --- forward(x) -> x passed through each module in order.
 function Sequential:forward(x)
-  local mods = self.modules
-  for i = 1, #mods do x = mods[i]:forward(x) end
+  local mods, i = self.modules, 1
+  local n = #mods
+  while i <= n do
+    local m, after = mods[i], mods[i + 1]
+    local act = M.fuse and after and m.forward == Linear.forward and FUSED_ACTIVATIONS[after.forward]
+    if act then
+      x = x:linear(m.weight, m.bias, act)
+      i = i + 2
+    else
+      x = m:forward(x)
+      i = i + 1
+    end
+  end
   return x
+end
+
+-- The leaf modules of nested plain Sequentials (and MLPs), in order.
+local function flatten(seq, leaves)
+  for _, m in ipairs(seq.modules) do
+    if m.forward == Sequential.forward and m.modules then flatten(m, leaves) else leaves[#leaves + 1] = m end
+  end
+  return leaves
+end
+
+--- compile_forward() -> f, a callable: f(x) is this network's forward for inference
+--- (no autograd graph). Its leading chain of Linear layers with their activations
+--- (ReLU, Tanh, Sigmoid, Identity; nested Sequentials and MLPs included) runs as one
+--- compiled call into preallocated buffers (tensor.mlp_plan): the same bits as the
+--- ordinary forward, none of its per-layer calls and tensors. The modules after the
+--- chain (a policy head, say) run as usual. f.compiled counts the compiled layers and
+--- f.reason says what runs uncompiled (nil when nothing does). In-place updates of
+--- the parameters (optimiser steps, load_state_dict) are seen; a parameter replaced
+--- by another tensor is noticed and the chain compiled again.
+function Sequential:compile_forward()
+  local leaves = flatten(self, {})
+  local layers, i = {}, 1
+  while leaves[i] and leaves[i].forward == Linear.forward do
+    local after = leaves[i + 1]
+    local act = after and FUSED_ACTIVATIONS[after.forward]
+    local paired = act or (after and after.forward == M.Identity.forward)
+    layers[#layers + 1] = { module = leaves[i], act = act or "none" }
+    i = i + (paired and 2 or 1)
+  end
+  local rest = table.move(leaves, i, #leaves, 1, {})
+  local reason
+  if #layers == 0 then
+    reason = ("%s does not start with a Linear layer: the whole forward runs uncompiled"):format(
+      leaves[1] and leaves[1].__name or "an empty network")
+  elseif #rest > 0 then
+    local names = {}
+    for k, m in ipairs(rest) do names[k] = m.__name or "?" end
+    reason = "runs uncompiled after the compiled chain: " .. table.concat(names, ", ")
+  end
+  local plan
+  local function compile()
+    local spec = {}
+    for k, l in ipairs(layers) do
+      l.weight, l.bias = rawget(l.module, "weight"), rawget(l.module, "bias")
+      spec[k] = { l.weight, l.bias, l.act }
+    end
+    plan = T.mlp_plan(spec)
+  end
+  if #layers > 0 then compile() end
+  local function tail(y)
+    for k = 1, #rest do y = rest[k]:forward(y) end
+    return y
+  end
+  local function run(x)
+    local y = x
+    if plan then
+      for k = 1, #layers do
+        local l = layers[k]
+        if rawget(l.module, "weight") ~= l.weight or rawget(l.module, "bias") ~= l.bias then
+          compile()
+          break
+        end
+      end
+      y = plan(x)
+    end
+    if #rest == 0 then return y end
+    return ag.no_grad(tail, y)
+  end
+  return setmetatable({ compiled = #layers, reason = reason }, { __call = function(_, x) return run(x) end })
 end
 
 --- add(module): append; returns self (torch/nn style).

@@ -22,10 +22,25 @@ function M.new(opts)
   return nn.Sequential(mlp, nn.DiagGaussianHead(out, { log_std_init = opts.log_std_init or -0.5 }))
 end
 
+-- Rollouts act and the simulated human decides one state at a time, with grad mode
+-- off: there each network runs compiled (nn's compile_forward: one call per network,
+-- the same bits as its ordinary forward). One compiled forward per network, made at
+-- first use and dropped with the network.
+local compiled = setmetatable({}, { __mode = "k" })
+local function forward(policy, obs)
+  if ag.grad_enabled() or not policy.compile_forward then return policy(obs) end
+  local f = compiled[policy]
+  if not f then
+    f = policy:compile_forward()
+    compiled[policy] = f
+  end
+  return f(obs)
+end
+
 --- The distribution's parameters for a batch of observations [B, n]:
 --- discrete {logits = [B, A]}; continuous {mu = [B, D], log_sd = [B, D]}.
 function M.params(policy, obs)
-  local dist = policy(obs)
+  local dist = forward(policy, obs)
   if dist.logits then return { logits = dist.logits } end
   return { mu = dist.mean, log_sd = dist:_full_log_std() }
 end
@@ -34,7 +49,7 @@ end
 --- else a draw from gen. Discrete: an integer 0..A-1; continuous: a 1-d tensor.
 function M.act(policy, obs, deterministic, gen)
   return ag.no_grad(function()
-    local dist = policy(obs:view { 1, -1 }:float())
+    local dist = forward(policy, obs:view { 1, -1 }:float())
     if dist.logits then
       local a = deterministic and dist:mode() or dist:sample(gen)
       return math.tointeger(a:view { -1 }[1])

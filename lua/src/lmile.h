@@ -19,6 +19,8 @@ void lmile_check(lua_State *L, mile_status status, const char *fname);
 /* Push a userdata box for t, taking over the caller's reference (t may not be
  * NULL), and tell the GC what the storage costs. */
 void lmile_push_tensor(lua_State *L, mile_tensor *t);
+/* mile.tensor.mlp_plan{{W, b, act}, ...} (lplan.c) */
+int lmile_mlp_plan(lua_State *L);
 /* A new contiguous tensor, already pushed; raises on failure. */
 mile_tensor *lmile_push_new_tensor(lua_State *L, mile_dtype dtype, int32_t ndim, const int64_t *shape);
 /* The tensor at idx, or a Lua error naming the argument. */

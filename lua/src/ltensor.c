@@ -795,10 +795,14 @@ static int m_matmul(lua_State *L) {
   mile_tensor *a = lmile_check_tensor(L, 1), *b = lmile_check_tensor(L, 2), *out;
   return push_result(L, mile_matmul(&out, a, b), out, "matmul");
 }
-static int m_linear(lua_State *L) { /* x:linear(W [, b]) = x W^T + b */
+/* x:linear(W [, b [, act]]) = act(x W^T + b), act "relu" | "tanh" | "sigmoid" | "none"
+ * (one fused op, mile_linear_act) */
+static int m_linear(lua_State *L) {
+  static const char *const acts[] = {"none", "relu", "tanh", "sigmoid", NULL};
   mile_tensor *x = lmile_check_tensor(L, 1), *w = lmile_check_tensor(L, 2), *out;
   mile_tensor *b = lua_isnoneornil(L, 3) ? NULL : lmile_check_tensor(L, 3);
-  return push_result(L, mile_linear(&out, x, w, b), out, "linear");
+  int act = luaL_checkoption(L, 4, "none", acts);
+  return push_result(L, mile_linear_act(&out, x, w, b, (mile_activation)act), out, "linear");
 }
 
 /* ---- in place ------------------------------------------------------------------- */
@@ -1018,7 +1022,7 @@ static const luaL_Reg module_functions[] = {
     {"zeros", t_zeros}, {"ones", t_ones}, {"full", t_full}, {"empty", t_empty}, {"scalar", t_scalar},
     {"arange", t_arange}, {"from", t_from}, {"randn", t_randn}, {"rand", t_rand}, {"Generator", t_generator},
     {"cat", t_cat}, {"where", t_where}, {"is_tensor", t_is_tensor}, {"alloc_budget", t_alloc_budget},
-    {NULL, NULL}};
+    {"mlp_plan", lmile_mlp_plan}, {NULL, NULL}};
 
 int luaopen_mile_tensor(lua_State *L) {
   luaL_newlib(L, module_functions);

@@ -588,4 +588,107 @@ T.test("docs/nn.md examples run as written and print what they say", function()
   T.truthy(checks >= 8, "checked the printed values")
 end)
 
+-- ---------------------------------------------------------------------------
+-- Fused Linear + activation (Sequential runs them as one x:linear(W, b, act))
+-- ---------------------------------------------------------------------------
+
+-- outputs and parameter gradients of one forward/backward, as flat lists
+local function run_once(net, x, seed)
+  net:zero_grad()
+  local y = net(x)
+  y:backward(seed)
+  local grads = {}
+  for _, p in ipairs(net:parameters()) do grads[#grads + 1] = flat(p.grad) end
+  return flat(y), grads, y
+end
+
+T.test("Sequential fuses Linear + ReLU/Tanh/Sigmoid: the same bits as the modules in turn", function()
+  local sys = require "mile.sys"
+  for _, backend in ipairs { "onednn", "openblas" } do
+    sys.gemm_backend(backend)
+    for _, act in ipairs { "relu", "tanh", "sigmoid" } do
+      for _, dtype in ipairs { "float32", "float64" } do
+        local gen = tensor.Generator(11)
+        local net = nn.MLP { input = 8, hidden = { 64, 32 }, output = 4, activation = act,
+                             output_activation = act, dtype = dtype, generator = gen }
+        local x = tensor.randn({ 96, 8 }, gen):to(dtype)
+        local seed = tensor.randn({ 96, 4 }, gen):to(dtype)
+        nn.fuse = true
+        local y1, g1, yt = run_once(net, x, seed)
+        T.eq(yt.grad_fn, "linear_act", "the last layer ran fused")
+        nn.fuse = false
+        local y0, g0, yt0 = run_once(net, x, seed)
+        T.truthy(yt0.grad_fn ~= "linear_act", "unfused runs the modules one by one")
+        nn.fuse = true
+        local what = ("%s %s %s"):format(backend, act, dtype)
+        T.eq(#y1, #y0)
+        for i = 1, #y0 do
+          if y1[i] ~= y0[i] then T.eq(y1[i], y0[i], what .. ": output " .. i) end
+        end
+        for k = 1, #g0 do
+          for i = 1, #g0[k] do
+            if g1[k][i] ~= g0[k][i] then T.eq(g1[k][i], g0[k][i], what .. (": grad %d[%d]"):format(k, i)) end
+          end
+        end
+      end
+    end
+  end
+  sys.gemm_backend("onednn")
+end)
+
+T.test("x:linear(W, b, act) against plain Lua arithmetic; an unknown activation is refused", function()
+  local x = tensor.from { { 1, -2 }, { 0.5, 3 } }:to("float64")
+  local w = tensor.from { { 0.25, -1 }, { 2, 0.5 } }:to("float64")
+  local b = tensor.from { -0.5, 0.25 }:to("float64")
+  local y = x:linear(w, b, "tanh")
+  for i = 1, 2 do
+    for j = 1, 2 do
+      local z = x[i][1] * w[j][1] + x[i][2] * w[j][2] + b[j]
+      T.near(y[i][j], math.tanh(z), 1e-15)
+    end
+  end
+  T.raises(function() return x:linear(w, b, "gelu") end, "invalid option 'gelu'")
+end)
+
+T.test("compile_forward: the same bits as forward, sees parameter updates, falls back with a reason", function()
+  local gen = tensor.Generator(12)
+  local mlp = nn.MLP { input = 8, hidden = { 256, 256 }, output = 4, generator = gen }
+  local f = mlp:compile_forward()
+  T.eq(f.compiled, 3)
+  T.eq(f.reason, nil)
+  local function same(a, b, what)
+    local x, y = flat(a), flat(b)
+    T.eq(#x, #y, what)
+    for i = 1, #x do
+      if x[i] ~= y[i] then T.eq(x[i], y[i], what .. ": element " .. i) end
+    end
+  end
+  for _, B in ipairs { 1, 7 } do
+    local x = tensor.randn({ B, 8 }, gen)
+    same(f(x), ag.no_grad(function() return mlp(x) end), "batch " .. B)
+    T.eq(f(x).grad_fn, nil, "no graph")
+  end
+  local x = tensor.randn({ 1, 8 }, gen)
+  -- in place (an optimiser step) and replaced (a new tensor) parameters are both seen
+  ag.no_grad(function() mlp.modules[1].weight:copy_(mlp.modules[1].weight * 2) end)
+  same(f(x), ag.no_grad(function() return mlp(x) end), "after an in-place update")
+  mlp.modules[3]:register_parameter("weight", tensor.randn({ 256, 256 }, gen))
+  same(f(x), ag.no_grad(function() return mlp(x) end), "after a parameter was replaced")
+  -- a policy: the head runs uncompiled after the chain
+  local pol = nn.Sequential(mlp, nn.CategoricalHead())
+  local g = pol:compile_forward()
+  T.eq(g.compiled, 3)
+  T.truthy(g.reason:find("CategoricalHead", 1, true), g.reason)
+  same(g(x).logits, ag.no_grad(function() return pol(x).logits end), "policy logits")
+  -- nothing to compile: the ordinary forward, and why
+  local odd = nn.Sequential(nn.Tanh(), nn.Linear(8, 3, { generator = gen }))
+  local h = odd:compile_forward()
+  T.eq(h.compiled, 0)
+  T.truthy(h.reason:find("does not start with a Linear", 1, true), h.reason)
+  same(h(x), ag.no_grad(function() return odd(x) end), "uncompiled")
+  -- bad input
+  T.raises(function() return f(tensor.randn({ 1, 7 }, gen)) end, "expected %[%.%.%., 8%]")
+  T.raises(function() return f(tensor.randn({ 1, 8 }, gen):to("float64")) end, "input is float64")
+end)
+
 T.run()
