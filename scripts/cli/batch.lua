@@ -1,5 +1,5 @@
 -- mile batch SPEC.lua [--out DIR] [--workers N] [--set key=value ...] [--plugin FILE ...]
---                     [--dry-run] [--aggregate] [--backend local|slurm] [--detach]
+--                     [--seeds LIST] [--dry-run] [--aggregate] [--backend local|slurm] [--detach]
 --                     [--status] [--cancel] [slurm options]
 --
 -- Runs an ablation batch (mile.batch): every cell of the spec's grid x every seed, each
@@ -10,6 +10,8 @@
 --   --set k=v     a config setting for every job, after the spec's (e.g. a smoke test:
 --                 --set rounds=2 --set epochs=1 --out runs/smoke)
 --   --plugin F    a plugin every job loads (recorded in each job's run directory)
+--   --seeds LIST  run these seeds instead of the spec's (comma-separated integers, e.g.
+--                 a smoke test: --seeds 0,1)
 --   --dry-run     list the jobs and their settings, run nothing
 --   --aggregate   only rebuild the aggregate from the jobs finished so far
 --   --backend B   where jobs run: local (processes of this machine, default) or slurm
@@ -27,13 +29,13 @@ local cli = require "mile.cli"
 
 local SLURM = { partition = "value", time = "value", cpus = "integer", mem = "value", account = "value",
   qos = "value", max_running = "integer", sbatch_flags = "list", prologue = "value" }
-local options = { out = "value", workers = "integer", set = "list", plugin = "list", dry_run = "flag",
+local options = { out = "value", workers = "integer", set = "list", plugin = "list", seeds = "value", dry_run = "flag",
   aggregate = "flag", backend = "value", detach = "flag", status = "flag", cancel = "flag" }
 for k, v in pairs(SLURM) do options[k] = v end
 
 local args = cli.parse("batch", { ... }, {
   usage = "usage: mile batch SPEC.lua [--out DIR] [--workers N] [--set key=value ...] [--plugin FILE ...] "
-    .. "[--dry-run] [--aggregate] [--backend local|slurm] [--detach] [--status] [--cancel] "
+    .. "[--seeds LIST] [--dry-run] [--aggregate] [--backend local|slurm] [--detach] [--status] [--cancel] "
     .. "[--partition P] [--time T] [--cpus N] [--mem M] [--account A] [--qos Q] [--max-running N] "
     .. "[--sbatch-flags=F ...] [--prologue TEXT]",
   options = options,
@@ -44,6 +46,16 @@ if args.workers and args.workers < 1 then cli.usage_error("batch", "--workers ne
 local modes = 0
 for _, m in ipairs { "aggregate", "status", "cancel", "detach", "dry_run" } do modes = modes + (args[m] and 1 or 0) end
 if modes > 1 then cli.usage_error("batch", "--aggregate, --status, --cancel, --detach and --dry-run exclude each other") end
+local seeds
+if args.seeds then
+  seeds = {}
+  for item in (args.seeds .. ","):gmatch("([^,]*),") do
+    local s = math.tointeger(tonumber(item))
+    if not s or s < 0 then cli.usage_error("batch", ("--seeds %s: expected comma-separated integers >= 0"):format(
+      args.seeds)) end
+    seeds[#seeds + 1] = s
+  end
+end
 for _, k in ipairs { "cpus", "max_running" } do
   if args[k] and args[k] < 1 then cli.usage_error("batch", ("--%s needs a positive integer"):format(k:gsub("_", "-"))) end
 end
@@ -51,6 +63,7 @@ end
 local failed = 0
 cli.guard("batch", function()
   local spec = batch.load_spec(file)
+  if seeds then spec.seeds = seeds end
   local slurm = {}
   for k in pairs(SLURM) do
     if k == "sbatch_flags" then slurm[k] = #args[k] > 0 and args[k] or nil else slurm[k] = args[k] end
