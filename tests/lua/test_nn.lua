@@ -609,10 +609,10 @@ T.test("Sequential fuses Linear + ReLU/Tanh/Sigmoid: the same bits as the module
     for _, act in ipairs { "relu", "tanh", "sigmoid" } do
       for _, dtype in ipairs { "float32", "float64" } do
         local gen = tensor.Generator(11)
-        local net = nn.MLP { input = 8, hidden = { 64, 32 }, output = 4, activation = act,
+        local net = nn.MLP { input = 8, hidden = { 32, 24 }, output = 4, activation = act,
                              output_activation = act, dtype = dtype, generator = gen }
-        local x = tensor.randn({ 96, 8 }, gen):to(dtype)
-        local seed = tensor.randn({ 96, 4 }, gen):to(dtype)
+        local x = tensor.randn({ 40, 8 }, gen):to(dtype)
+        local seed = tensor.randn({ 40, 4 }, gen):to(dtype)
         nn.fuse = true
         local y1, g1, yt = run_once(net, x, seed)
         T.eq(yt.grad_fn, "linear_act", "the last layer ran fused")
@@ -652,7 +652,7 @@ end)
 
 T.test("compile_forward: the same bits as forward, sees parameter updates, falls back with a reason", function()
   local gen = tensor.Generator(12)
-  local mlp = nn.MLP { input = 8, hidden = { 256, 256 }, output = 4, generator = gen }
+  local mlp = nn.MLP { input = 8, hidden = { 64, 48 }, output = 4, generator = gen }
   local f = mlp:compile_forward()
   T.eq(f.compiled, 3)
   T.eq(f.reason, nil)
@@ -672,7 +672,7 @@ T.test("compile_forward: the same bits as forward, sees parameter updates, falls
   -- in place (an optimiser step) and replaced (a new tensor) parameters are both seen
   ag.no_grad(function() mlp.modules[1].weight:copy_(mlp.modules[1].weight * 2) end)
   same(f(x), ag.no_grad(function() return mlp(x) end), "after an in-place update")
-  mlp.modules[3]:register_parameter("weight", tensor.randn({ 256, 256 }, gen))
+  mlp.modules[3]:register_parameter("weight", tensor.randn({ 48, 64 }, gen))
   same(f(x), ag.no_grad(function() return mlp(x) end), "after a parameter was replaced")
   -- a policy: the head runs uncompiled after the chain
   local pol = nn.Sequential(mlp, nn.CategoricalHead())
