@@ -289,6 +289,9 @@ static mile_status run_node(mile_node *n) {
         mile_tensor_release(g);
         g = st == MILE_OK ? c : NULL;
       }
+      /* drop the backward's own reference first: a gradient nothing else holds is
+       * then adopted by accumulate instead of copied */
+      mile_tensor_release(grads[i]), grads[i] = NULL;
       if (st == MILE_OK) st = accumulate(in->grad_fn ? &in->grad_fn->grad : &in->grad, g);
       mile_tensor_release(g);
     }
