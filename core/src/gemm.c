@@ -204,6 +204,14 @@ enum { SMALL_GEMV = 1 << 20 };
           y[(i + r) * incy] = (beta == 0 ? 0 : beta * y[(i + r) * incy]) + acc;                                   \
         }                                                                                                         \
       }                                                                                                           \
+      /* fewer than 16 columns (a first layer on a small observation): 16 rows at a \
+         time, one per lane, each summed in the order of the loop below */             \
+      for (; i + 16 <= rows && incx == 1 && cols < 16; i += 16) {                                                 \
+        T acc[16] = {0};                                                                                          \
+        for (int64_t j = 0; j < cols; j++)                                                                        \
+          for (int r = 0; r < 16; r++) acc[r] += mat[(i + r) * ld + j] * x[j];                                    \
+        for (int r = 0; r < 16; r++) y[(i + r) * incy] = (beta == 0 ? 0 : beta * y[(i + r) * incy]) + acc[r];    \
+      }                                                                                                           \
       for (; i < rows; i++) {                                                                                     \
         const T *row = mat + i * ld;                                                                              \
         T part[16] = {0}, acc = 0;                                                                                \
