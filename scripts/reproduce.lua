@@ -2,11 +2,12 @@
 -- of MILE against each baseline, with 95% intervals, from finished batch directories.
 --
 --   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]] [--calibrated DIR[,DIR]]
---                              [--calibrated-drawer DIR[,DIR]] [--doc FILE]
+--                              [--calibrated-drawer DIR[,DIR]] [--calibrated-button DIR[,DIR]]
+--                              [--calibrated-peg DIR[,DIR]] [--doc FILE]
 --
 -- Inputs are the batch directories of scripts/batches/public_lunarlander.lua,
--- public_ablation.lua, calibrated_lunarlander.lua and calibrated_drawer.lua (default
--- runs/<name>). For every
+-- public_ablation.lua, calibrated_lunarlander.lua and calibrated_drawer.lua,
+-- calibrated_button.lua, calibrated_peg.lua (default runs/<name>). For every
 -- finished job: AUC, the mean success over rounds 1..R (the area under the success
 -- curve divided by R: the one-number summary), the final round's success, and the
 -- intervention steps used. MILE and a baseline are paired by seed; the interval is
@@ -19,10 +20,15 @@ local rundir = require "mile.rundir"
 local batch = require "mile.batch"
 local cli = require "mile.cli"
 
+-- the manipulation tasks' calibrated specs (scripts/batches/calibrated_<short>.lua)
+local MANIPULATION = { { short = "drawer", env = "drawer-open-v3" }, { short = "button", env = "button-press-v3" },
+  { short = "peg", env = "peg-insert-side-v3" } }
+
 local args = cli.parse("reproduce", { ... }, {
   usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--calibrated DIR] "
-    .. "[--calibrated-drawer DIR] [--doc FILE]",
-  options = { public = "value", ablation = "value", calibrated = "value", calibrated_drawer = "value", doc = "value" },
+    .. "[--calibrated-drawer DIR] [--calibrated-button DIR] [--calibrated-peg DIR] [--doc FILE]",
+  options = { public = "value", ablation = "value", calibrated = "value", calibrated_drawer = "value",
+    calibrated_button = "value", calibrated_peg = "value", doc = "value" },
 })
 
 local M = {}
@@ -212,18 +218,20 @@ local function report()
       .. "the human taking over): %s bits per step over %d runs."):format(pm(b, bc), #bits)
     lines[#lines + 1] = ""
   end
-  local drawer = M.jobs(args.calibrated_drawer or "runs/calibrated-drawer")
-  if drawer then
-    local by_demos = false -- the spec's demos axis (earlier runs: one demonstration episode only)
-    for cell in pairs(drawer) do by_demos = by_demos or cell:match("^demos=") ~= nil end
-    for _, demos in ipairs(by_demos and { 0, 1 } or { 1 }) do
-      lines[#lines + 1] = ("### The calibrated protocol on drawer-open-v3, %s"):format(
-        demos == 0 and "no demonstrations" or "1 demonstration episode")
-      lines[#lines + 1] = ""
-      method_table(drawer, function(m)
-        return (by_demos and ("demos=%d_"):format(demos) or "") .. "method=" .. m:gsub("_", "-")
-      end, methods, lines)
-      lines[#lines + 1] = ""
+  for _, task in ipairs(MANIPULATION) do
+    local cells = M.jobs(args["calibrated_" .. task.short] or ("runs/calibrated-" .. task.short))
+    if cells then
+      local by_demos = false -- the spec's demos axis (earlier runs: one demonstration episode only)
+      for cell in pairs(cells) do by_demos = by_demos or cell:match("^demos=") ~= nil end
+      for _, demos in ipairs(by_demos and { 0, 1 } or { 1 }) do
+        lines[#lines + 1] = ("### The calibrated protocol on %s, %s"):format(task.env,
+          demos == 0 and "no demonstrations" or "1 demonstration episode")
+        lines[#lines + 1] = ""
+        method_table(cells, function(m)
+          return (by_demos and ("demos=%d_"):format(demos) or "") .. "method=" .. m:gsub("_", "-")
+        end, methods, lines)
+        lines[#lines + 1] = ""
+      end
     end
   end
   return table.concat(lines, "\n")

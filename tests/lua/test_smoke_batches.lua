@@ -64,8 +64,8 @@ local function pm2(a, b, f)
   return (f .. " ± " .. f):format(mean, T975_1 * sd / math.sqrt(2))
 end
 
-local SPECS = { "public_lunarlander", "public_ablation", "calibrated_lunarlander", "calibrated_drawer", "cost_sweep",
-  "lambda_sweep", "loss_variants", "mental_ablation" }
+local SPECS = { "public_lunarlander", "public_ablation", "calibrated_lunarlander", "calibrated_drawer",
+  "calibrated_button", "calibrated_peg", "cost_sweep", "lambda_sweep", "loss_variants", "mental_ablation" }
 local outs, t0 = {}, sys.monotonic()
 
 T.test("every spec in scripts/batches runs through mile batch at a tiny budget", function()
@@ -102,15 +102,17 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
   T.write_file(doc, T.read_file(root .. "/docs/reproduction.md"))
   local code, text = T.shell(root, table.concat({ T.quote(MILE), "scripts/reproduce.lua", "--public",
     T.quote(outs.public_lunarlander), "--ablation", T.quote(outs.public_ablation), "--calibrated",
-    T.quote(outs.calibrated_lunarlander), "--calibrated-drawer", T.quote(outs.calibrated_drawer), "--doc",
-    T.quote(doc) }, " "))
+    T.quote(outs.calibrated_lunarlander), "--calibrated-drawer", T.quote(outs.calibrated_drawer), "--calibrated-button",
+    T.quote(outs.calibrated_button), "--calibrated-peg", T.quote(outs.calibrated_peg), "--doc", T.quote(doc) }, " "))
   T.eq(code, 0, text)
   for _, heading in ipairs { "### The public code's protocol on LunarLander%-v3",
     "### Which ingredient moves MILE minus HG%-DAgger %(AUC, 2 seeds%)",
     "### The calibrated protocol on LunarLander%-v3, no demonstrations",
     "### The calibrated protocol on LunarLander%-v3, 3 demonstration episodes",
     "### The calibrated protocol on drawer%-open%-v3, no demonstrations",
-    "### The calibrated protocol on drawer%-open%-v3, 1 demonstration episode", "| no holdout |" } do
+    "### The calibrated protocol on drawer%-open%-v3, 1 demonstration episode",
+    "### The calibrated protocol on button%-press%-v3, no demonstrations",
+    "### The calibrated protocol on peg%-insert%-side%-v3, 1 demonstration episode", "| no holdout |" } do
     T.truthy(text:find(heading), "reproduce prints " .. heading)
   end
   -- the --doc block holds the same text
@@ -120,6 +122,8 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
     { out = outs.public_lunarlander, section = "### The public code's protocol", prefix = "" },
     { out = outs.calibrated_drawer, section = "drawer%-open%-v3, no demonstrations", prefix = "demos=0_" },
     { out = outs.calibrated_drawer, section = "drawer%-open%-v3, 1 demonstration episode", prefix = "demos=1_" },
+    { out = outs.calibrated_button, section = "button%-press%-v3, no demonstrations", prefix = "demos=0_" },
+    { out = outs.calibrated_peg, section = "peg%-insert%-side%-v3, 1 demonstration episode", prefix = "demos=1_" },
   }
   for _, c in ipairs(checks) do
     local cells = jobs_of(c.out)
