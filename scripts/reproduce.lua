@@ -3,11 +3,11 @@
 --
 --   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]] [--calibrated DIR[,DIR]]
 --                              [--calibrated-drawer DIR[,DIR]] [--calibrated-button DIR[,DIR]]
---                              [--calibrated-peg DIR[,DIR]] [--doc FILE]
+--                              [--calibrated-peg DIR[,DIR]] [--converged DIR[,DIR]] [--doc FILE]
 --
 -- Inputs are the batch directories of scripts/batches/public_lunarlander.lua,
 -- public_ablation.lua, calibrated_lunarlander.lua and calibrated_drawer.lua,
--- calibrated_button.lua, calibrated_peg.lua (default runs/<name>). For every
+-- calibrated_button.lua, calibrated_peg.lua, converged_lunarlander.lua (default runs/<name>). For every
 -- finished job: AUC, the mean success over rounds 1..R (the area under the success
 -- curve divided by R: the one-number summary), the final round's success, and the
 -- intervention steps used. MILE and a baseline are paired by seed; the interval is
@@ -26,9 +26,9 @@ local MANIPULATION = { { short = "drawer", env = "drawer-open-v3" }, { short = "
 
 local args = cli.parse("reproduce", { ... }, {
   usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--calibrated DIR] "
-    .. "[--calibrated-drawer DIR] [--calibrated-button DIR] [--calibrated-peg DIR] [--doc FILE]",
+    .. "[--calibrated-drawer DIR] [--calibrated-button DIR] [--calibrated-peg DIR] [--converged DIR] [--doc FILE]",
   options = { public = "value", ablation = "value", calibrated = "value", calibrated_drawer = "value",
-    calibrated_button = "value", calibrated_peg = "value", doc = "value" },
+    calibrated_button = "value", calibrated_peg = "value", converged = "value", doc = "value" },
 })
 
 local M = {}
@@ -217,6 +217,17 @@ local function report()
     lines[#lines + 1] = ("Information in the calibrated human's decisions in round 1 (the initial policy acting, "
       .. "the human taking over): %s bits per step over %d runs."):format(pm(b, bc), #bits)
     lines[#lines + 1] = ""
+  end
+  local converged = M.jobs(args.converged or "runs/converged-lunarlander")
+  if converged then
+    for _, demos in ipairs { 0, 1 } do
+      lines[#lines + 1] = ("### The calibrated protocol on LunarLander-v3 from BC cloned to convergence on one "
+        .. "episode, %s"):format(demos == 0 and "no demonstrations" or "that episode as demonstrations")
+      lines[#lines + 1] = ""
+      method_table(converged, function(m) return ("demos=%d_method=%s"):format(demos, m:gsub("_", "-")) end, methods,
+        lines)
+      lines[#lines + 1] = ""
+    end
   end
   for _, task in ipairs(MANIPULATION) do
     local cells = M.jobs(args["calibrated_" .. task.short] or ("runs/calibrated-" .. task.short))

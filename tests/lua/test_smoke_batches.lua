@@ -65,7 +65,8 @@ local function pm2(a, b, f)
 end
 
 local SPECS = { "public_lunarlander", "public_ablation", "calibrated_lunarlander", "calibrated_drawer",
-  "calibrated_button", "calibrated_peg", "cost_sweep", "lambda_sweep", "loss_variants", "mental_ablation" }
+  "calibrated_button", "calibrated_peg", "converged_lunarlander", "cost_sweep", "lambda_sweep", "loss_variants",
+  "mental_ablation" }
 local outs, t0 = {}, sys.monotonic()
 
 T.test("every spec in scripts/batches runs through mile batch at a tiny budget", function()
@@ -103,7 +104,8 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
   local code, text = T.shell(root, table.concat({ T.quote(MILE), "scripts/reproduce.lua", "--public",
     T.quote(outs.public_lunarlander), "--ablation", T.quote(outs.public_ablation), "--calibrated",
     T.quote(outs.calibrated_lunarlander), "--calibrated-drawer", T.quote(outs.calibrated_drawer), "--calibrated-button",
-    T.quote(outs.calibrated_button), "--calibrated-peg", T.quote(outs.calibrated_peg), "--doc", T.quote(doc) }, " "))
+    T.quote(outs.calibrated_button), "--calibrated-peg", T.quote(outs.calibrated_peg), "--converged",
+    T.quote(outs.converged_lunarlander), "--doc", T.quote(doc) }, " "))
   T.eq(code, 0, text)
   for _, heading in ipairs { "### The public code's protocol on LunarLander%-v3",
     "### Which ingredient moves MILE minus HG%-DAgger %(AUC, 2 seeds%)",
@@ -124,6 +126,8 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
     { out = outs.calibrated_drawer, section = "drawer%-open%-v3, 1 demonstration episode", prefix = "demos=1_" },
     { out = outs.calibrated_button, section = "button%-press%-v3, no demonstrations", prefix = "demos=0_" },
     { out = outs.calibrated_peg, section = "peg%-insert%-side%-v3, 1 demonstration episode", prefix = "demos=1_" },
+    { out = outs.converged_lunarlander, section = "convergence on one episode, no demonstrations", prefix = "demos=0_",
+      initial = "BC cloned to convergence" },
   }
   for _, c in ipairs(checks) do
     local cells = jobs_of(c.out)
@@ -141,8 +145,9 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
       end
     end
     local mile = cells[c.prefix .. "method=mile"]
-    local ref = ("Reference levels on the same evaluation states (2 seeds): the initial policy (the cached BC policy) "
-      .. "%s; the expert (greedy) %s."):format(pm2(mile[0].initial, mile[1].initial), pm2(mile[0].expert, mile[1].expert))
+    local ref = ("Reference levels on the same evaluation states (2 seeds): the initial policy (%s) "
+      .. "%s; the expert (greedy) %s."):format(c.initial or "the cached BC policy", pm2(mile[0].initial, mile[1].initial),
+      pm2(mile[0].expert, mile[1].expert))
     T.truthy(block:find(ref, 1, true), c.section .. ": " .. ref)
   end
   io.stderr:write(("smoke batches: %.1f s in all\n"):format(sys.monotonic() - t0))
