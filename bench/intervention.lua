@@ -2,7 +2,7 @@
 --   mile bench/intervention.lua [--threads N] [--steps N] [NAME ...]
 -- Prints one JSON object per line:
 --   {"bench": NAME, "ms": median ms per step, "p10_ms": .., "p90_ms": .., "batch": ..,
---    "iv_ms": .., "threads": ..}
+--    "iv_ms": .., "threads": .., "gflop": .., "bound_ms": .., "ratio_to_bound": ..}
 -- NAMEs:
 --   discrete_train_b1024, discrete_train_b64  policy + mental model (each an MLP 8 ->
 --       [256, 256] -> 4 logits), intervention model, loss "paper", backward, Adam
@@ -12,9 +12,16 @@
 --       p(s) by quadrature
 --   inference_3nets_b1  what the simulated human does at each rollout step: forward of
 --       the robot policy, the expert and the ground-truth mental model at batch 1, and
---       the intervention probability, under no_grad
+--       the intervention probability, under no_grad; each network compiled
+--       (compile_forward, as mile.policy runs them in rollouts)
+--   inference_3nets_b1_uncompiled  the same with the networks' ordinary forward
 -- iv_ms is the intervention part alone (model + loss forward and backward on the
 -- networks' outputs, detached), so the remainder is networks and optimiser.
+-- gflop: the step's matrix products (forward, weight gradients, input gradients but
+-- the first layer's) in GFLOP; bound_ms: that work at the peak float32 rate of the
+-- largest of them (1024x256 . 256x256), measured in this process at start-up (the
+-- first line, "peak_sgemm", gives it); ratio_to_bound = ms / bound_ms.
+-- Compare with PyTorch: /usr/bin/python3 bench/pytorch_intervention.py (same cases).
 -- Uses every core by default (OpenBLAS's default); --threads N sets OpenBLAS's count.
 local T = require "mile.tensor"
 local nn = require "mile.nn"
@@ -128,11 +135,14 @@ local function setup_train(kind, B)
   return step, iv_step
 end
 
-local function setup_inference()
+local function setup_inference(compiled)
   local gen = T.Generator(2)
   local robot = nn.MLP { input = 8, hidden = { 256, 256 }, output = 4, generator = gen }
   local expert = nn.MLP { input = 8, hidden = { 256, 256 }, output = 4, generator = gen }
   local mental = nn.MLP { input = 8, hidden = { 256, 256 }, output = 4, generator = gen }
+  if compiled then
+    robot, expert, mental = robot:compile_forward(), expert:compile_forward(), mental:compile_forward()
+  end
   local x = T.randn({ 1, 8 }, gen)
   local sink = 0
   return function()
@@ -143,27 +153,61 @@ local function setup_inference()
   end
 end
 
+-- the peak float32 product rate (GFLOP/s) at the largest shape of the steps
+local function peak_sgemm_gflops()
+  local gen = T.Generator(3)
+  local a, b = T.randn({ 1024, 256 }, gen), T.randn({ 256, 256 }, gen)
+  for _ = 1, 20 do a:matmul(b) end
+  local best = math.huge
+  for _ = 1, 200 do
+    local t0 = sys.monotonic()
+    a:matmul(b)
+    best = math.min(best, sys.monotonic() - t0)
+  end
+  return 2 * 1024 * 256 * 256 / best * 1e-9
+end
+
+-- matrix-product FLOPs of one step of two MLPs in -> 256 -> 256 -> out at batch B
+-- (forward, weight gradients, input gradients of every layer but the first)
+local function step_flops(kind, B)
+  local dims = kind == "discrete" and { 8, 256, 256, 4 } or { 156, 256, 256, 8 }
+  local f = 0
+  for i = 1, #dims - 1 do
+    local mn = dims[i] * dims[i + 1]
+    f = f + 2 * B * mn * (i == 1 and 2 or 3)
+  end
+  return 2 * f
+end
+
 local BENCHES = {
   { name = "discrete_train_b1024", kind = "discrete", batch = 1024, steps = 200 },
   { name = "discrete_train_b64", kind = "discrete", batch = 64, steps = 1000 },
   { name = "gaussian_train_b1024", kind = "gaussian", batch = 1024, steps = 200 },
   { name = "gaussian_train_b64", kind = "gaussian", batch = 64, steps = 1000 },
-  { name = "inference_3nets_b1", kind = "inference", batch = 1, steps = 200 },
+  { name = "inference_3nets_b1", kind = "inference", batch = 1, steps = 200, compiled = true },
+  { name = "inference_3nets_b1_uncompiled", kind = "inference", batch = 1, steps = 200 },
 }
 
 local nthreads = sys.num_threads()
+local peak = peak_sgemm_gflops()
+emit("peak_sgemm", { { "gflops", peak }, { "m", 1024 }, { "n", 256 }, { "k", 256 }, { "threads", nthreads } })
 for _, b in ipairs(BENCHES) do
   if next(only) == nil or only[b.name] then
     local n = steps_override or b.steps
     if b.kind == "inference" then
-      local med, p10, p90 = time_grouped(setup_inference(), n, 100)
-      emit(b.name, { { "ms", med }, { "p10_ms", p10 }, { "p90_ms", p90 }, { "batch", 1 }, { "threads", nthreads } })
+      local med, p10, p90 = time_grouped(setup_inference(b.compiled), n, 100)
+      local flops = 3 * 2 * (8 * 256 + 256 * 256 + 256 * 4)
+      emit(b.name, { { "ms", med }, { "p10_ms", p10 }, { "p90_ms", p90 }, { "batch", 1 }, { "threads", nthreads },
+                     { "us", med * 1e3 }, { "gflop", flops * 1e-9 }, { "bound_ms", flops / peak * 1e-6 },
+                     { "ratio_to_bound", med / (flops / peak * 1e-6) } })
     else
       local step, iv_step = setup_train(b.kind, b.batch)
       local med, p10, p90 = time_steps(step, n, 20)
       local iv = time_steps(iv_step, n, 20)
+      local bound = step_flops(b.kind, b.batch) / peak * 1e-6
       emit(b.name, { { "ms", med }, { "p10_ms", p10 }, { "p90_ms", p90 }, { "batch", b.batch }, { "iv_ms", iv },
-                     { "threads", nthreads } })
+                     { "threads", nthreads }, { "gflop", step_flops(b.kind, b.batch) * 1e-9 }, { "bound_ms", bound },
+                     { "ratio_to_bound", med / bound } })
     end
   end
 end
