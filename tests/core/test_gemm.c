@@ -245,6 +245,34 @@ static void test_mlp_plan(void **state) {
   }
 }
 
+/* The automatic thread choice must not change results: one thread and two give the
+ * same bits on the shapes of mile's networks (oneDNN splits rows and columns, not the
+ * sum, at these sizes), so a run does not depend on the threshold measured at start-up. */
+static void test_threads_do_not_change_bits(void **state) {
+  (void)state;
+  mile_rng rng;
+  mile_rng_seed(&rng, 9);
+  const int64_t dims[][3] = {{1024, 256, 8},   {1024, 256, 256}, {1024, 4, 256}, {4, 256, 1024},
+                             {256, 256, 1024}, {256, 8, 1024},   {64, 256, 256}, {256, 156, 1024}};
+  for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
+    for (int tb = 0; tb < 2; tb++) {
+      int64_t m = dims[d][0], n = dims[d][1], k = dims[d][2];
+      mile_tensor *a =
+          make_input(&rng, MILE_FLOAT32, 2, (int64_t[]){m, k}, tb ? LAYOUT_TRANSPOSED : LAYOUT_CONTIGUOUS, -1, 1);
+      mile_tensor *b = rand_tensor(&rng, MILE_FLOAT32, 2, (int64_t[]){k, n}, -1, 1), *c[2];
+      for (int t = 0; t < 2; t++) {
+        OK(mile_set_num_threads(t + 1));
+        OK(mile_matmul(&c[t], a, b));
+      }
+      int64_t at = first_bit_difference(c[0], c[1]);
+      if (at >= 0)
+        fail_msg("[%lld x %lld x %lld] ta %d: 1 and 2 threads differ at %lld", (long long)m, (long long)n, (long long)k,
+                 tb, (long long)at);
+      mile_tensor_release(a), mile_tensor_release(b), mile_tensor_release(c[0]), mile_tensor_release(c[1]);
+    }
+  OK(mile_set_num_threads(0));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_matmul_backends),
@@ -252,6 +280,7 @@ int main(void) {
       cmocka_unit_test(test_linear_act_fused_equals_unfused),
       cmocka_unit_test(test_bad_arguments),
       cmocka_unit_test(test_mlp_plan),
+      cmocka_unit_test(test_threads_do_not_change_bits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
