@@ -68,31 +68,31 @@ static double seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Best of 5 timed products of s x s x s in `threads` threads. */
+/* Best of 8 timed products of s x s x s in `threads` threads. */
 static double time_square(int s, int32_t threads, float *buf) {
   double best = INFINITY;
   set_threads(threads, use_onednn);
-  for (int r = 0; r < 6; r++) {
+  for (int r = 0; r < 8; r++) {
     double t0 = seconds();
     sgemm_raw(use_onednn, false, true, s, s, s, buf, s, buf + s * s, s, 0.0f, buf + 2 * s * s, s);
     double t = seconds() - t0;
-    if (r > 0 && t < best) best = t; /* the first run warms caches and JIT */
+    if (t < best) best = t;
   }
   return best;
 }
 
 /* The automatic threshold: going down from the largest size, every core while they
- * beat one thread by 10%; one thread from the first size where they do not. */
+ * beat one thread by 10%; one thread from the first size where they do not. A cold
+ * start (kernels not yet generated, worker threads not yet started or scheduled)
+ * would make every core look slow, so both settings run untimed for ~20 ms first. */
 static void measure_threshold(void) {
   static const int sizes[] = {256, 192, 128, 96, 64, 48, 32, 16};
   parallel_flops = INFINITY;
   if (cores < 2) return;
   float *buf = malloc(sizeof(float) * 3 * 256 * 256);
-  if (!buf) { /* keep one thread: never fail a product over its tuning */
-    return;
-  }
-  for (int i = 0; i < 3 * 256 * 256; i++)
-    buf[i] = (float)(i % 13) * 0.0625f;
+  if (!buf) return; /* keep one thread: never fail a product over its tuning */
+  for (int i = 0; i < 3 * 256 * 256; i++) buf[i] = (float)(i % 13) * 0.0625f;
+  for (double t0 = seconds(); seconds() - t0 < 0.02;) time_square(256, cores, buf), time_square(256, 1, buf);
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     int s = sizes[i];
     if (time_square(s, cores, buf) > 0.9 * time_square(s, 1, buf)) break;
