@@ -33,11 +33,18 @@ Simulated.__index = Simulated
 M.Simulated = Simulated
 
 --- Simulated{expert=, mental=, cost=, scale=, discrete=, generator=, max_tries=10000, memory=, model=,
----           rule = "sample" | "argmax", shrink = false}
+---           rule = "sample" | "argmax", shrink = false, hold = 0, hold_until = "agree"}
 --- rule "argmax" (discrete; the public MILE code's human): deterministic, the argmax over
 --- [pi_E(a) p(s) for each a, 1 - p(s)], taking over only when that is an action other
 --- than the robot's. shrink (continuous; the public code's human): the intervention
 --- action is drawn from N(p mu_E, (p sd_E)^2) instead of p(a | nu = 1, s).
+--- hold = k > 1: contiguous takeovers, as people take over for segments rather than
+--- single steps. Once the human takes over it keeps control for up to k steps in all
+--- (nu = 1 at each, acting from pi_E: its mode under rule "argmax", a draw otherwise);
+--- hold_until = "agree" hands control back earlier, at the first held step where the
+--- robot's own action is one the expert would take (robot_wrong false: the gap has
+--- closed); "steps" holds all k. The decision to take over is the model's; the held
+--- steps are not (info.held marks them).
 function M.Simulated(opts)
   for _, k in ipairs { "expert", "mental", "cost", "scale", "generator" } do
     if opts[k] == nil then error("human.Simulated: missing " .. k, 2) end
@@ -45,16 +52,25 @@ function M.Simulated(opts)
   local self = setmetatable({ expert = opts.expert, mental = opts.mental, cost = opts.cost, scale = opts.scale,
     discrete = opts.discrete ~= false, gen = opts.generator, max_tries = opts.max_tries or 10000,
     memory = opts.memory, intervention = opts.model or models.get("probit").build { role = "human" },
-    rule = opts.rule or "sample", shrink = opts.shrink or false }, Simulated)
+    rule = opts.rule or "sample", shrink = opts.shrink or false, hold = opts.hold or 0,
+    hold_until = opts.hold_until or "agree", held = 0 }, Simulated)
   if self.rule ~= "sample" and self.rule ~= "argmax" then error("human.Simulated: rule must be sample or argmax", 2) end
   if self.rule == "argmax" and not self.discrete then error("human.Simulated: rule argmax needs discrete actions", 2) end
+  if math.type(self.hold) ~= "integer" or self.hold < 0 then
+    error("human.Simulated: hold must be an integer >= 0, got " .. tostring(self.hold), 2)
+  end
+  if self.hold_until ~= "agree" and self.hold_until ~= "steps" then
+    error("human.Simulated: hold_until must be agree or steps, got " .. tostring(self.hold_until), 2)
+  end
   self:reset()
   return self
 end
 
---- Start of an episode: forget the memory (no-op for a memoryless human).
+--- Start of an episode: forget the memory (no-op for a memoryless human) and end a
+--- takeover in progress.
 function Simulated:reset()
   if self.memory then self.memory_state = self.memory:init_state() end
+  self.held = 0
 end
 
 --- The intervention model of this human at a batch of observations [B, n], with cost
@@ -95,12 +111,23 @@ function Simulated:labels(obs)
   end)
 end
 
--- The memoryless decision of DESIGN.md section 1 (with the memory's shift m in the cost).
-local function decide(self, o, robot_action, e, m, shift)
-  e = e or self.expert(o)
-  local model = self:model(o, shift and self.cost - shift or self.cost, e, m)
-  local p = model.logp:exp():item()
-  local info = { p = p, robot_wrong = robot_wrong(e, robot_action) }
+-- A held step's action: pi_E's mode (rule argmax) or a draw from pi_E (shrunk by p with
+-- shrink, as the takeover's first action).
+local function held_action(self, e, p)
+  if e.logits then
+    if self.rule == "argmax" then
+      local _, best = e.logits:view { -1 }:max(1)
+      return math.tointeger(best:item()) - 1
+    end
+    return math.tointeger(self.gen:categorical(e.logits:softmax(2))[1])
+  end
+  local a = e.mu + e.log_sd:exp() * T.randn(e.mu:shape(), self.gen, e.mu:dtype())
+  if self.shrink then a = a * p end
+  return a:view { -1 }
+end
+
+-- The model's decision of DESIGN.md section 1: nu and the action.
+local function fresh(self, o, robot_action, e, model, p, info)
   if self.rule == "argmax" then -- deterministic: argmax over [pi_E(a) p, 1 - p]
     local top, best = e.logits:softmax(2):view { -1 }:max(1)
     local a = math.tointeger(best:item()) - 1
@@ -127,6 +154,27 @@ local function decide(self, o, robot_action, e, m, shift)
   end
   info.rejection_exhausted = true
   return 1, best:view { -1 }, info
+end
+
+-- One step: a takeover in progress continues (hold), else the model decides (with the
+-- memory's shift m in the cost).
+local function decide(self, o, robot_action, e, m, shift)
+  e = e or self.expert(o)
+  local model = self:model(o, shift and self.cost - shift or self.cost, e, m)
+  local p = model.logp:exp():item()
+  local info = { p = p, robot_wrong = robot_wrong(e, robot_action) }
+  if self.held > 0 then -- a takeover in progress
+    if self.hold_until == "agree" and not info.robot_wrong then
+      self.held = 0
+    else
+      self.held = self.held - 1
+      info.held = true
+      return 1, held_action(self, e, p), info
+    end
+  end
+  local nu, a = fresh(self, o, robot_action, e, model, p, info)
+  if nu == 1 and self.hold > 1 then self.held = self.hold - 1 end
+  return nu, a, info
 end
 
 function Simulated:decide(obs, robot_action)

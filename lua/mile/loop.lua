@@ -88,6 +88,12 @@ M.schema = {
       .. "argmax over [pi_E(a) p, 1 - p], only when it differs from the robot's action" },
   ["human.shrink"] = { type = "boolean", default = false,
     doc = "continuous (the public code): intervention actions from N(p mu_E, (p sd_E)^2)" },
+  ["human.hold"] = { type = "integer", default = 0, check = non_negative,
+    doc = "contiguous takeovers: once the human takes over it keeps control up to this many steps in all, acting "
+      .. "from pi_E (0 or 1: every step decided on its own, the MILE model's assumption)" },
+  ["human.hold_until"] = { type = "string", default = "agree", choices = { "agree", "steps" },
+    doc = "human.hold: agree hands control back at the first held step where the robot's own action is one the "
+      .. "expert would take; steps holds all human.hold steps" },
   demos = { type = "integer", default = nil, check = non_negative,
     doc = "demonstration episodes every method gets: 0 or the cached count (default: all cached)" },
   ["learner.mental_init"] = { type = "string", default = "warm", choices = { "warm", "random" },
@@ -426,7 +432,8 @@ local function make_human(run)
   if cfg["human.memory"] ~= "none" then memory = temporal.new(cfg["human.memory"], ctx) end
   return human.Simulated { expert = expert, mental = believe, memory = memory,
     model = models.get(cfg["human.model"]).build(ctx), cost = cfg["human.cost"], scale = cfg["human.scale"],
-    discrete = task.discrete, generator = run.gens.human, rule = cfg["human.rule"], shrink = cfg["human.shrink"] }
+    discrete = task.discrete, generator = run.gens.human, rule = cfg["human.rule"], shrink = cfg["human.shrink"],
+    hold = cfg["human.hold"], hold_until = cfg["human.hold_until"] }
 end
 
 local function new_dataset(task)

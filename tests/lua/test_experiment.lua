@@ -52,6 +52,45 @@ T.test("the simulated human intervenes with frequency p(s)", function()
   T.truthy(math.abs(hits / n - p) < 5 * sd, "frequency outside 5 standard deviations")
 end)
 
+T.test("contiguous takeovers: held for human.hold steps, handed back early when the robot agrees", function()
+  -- An expert whose mode is action 0 and a mental model that makes p(s) close to 1:
+  -- the first decision is a takeover. Held steps act from pi_E's mode (rule argmax).
+  local le, lm = tensor.from { { 6, 0, 0, 0 } }, tensor.from { { 0, 0, 0, 6 } }
+  local function make(hold, until_)
+    return human.Simulated { expert = function() return { logits = le } end,
+      mental = function() return { logits = lm } end, cost = -5, scale = 1, discrete = true, rule = "argmax",
+      generator = tensor.Generator(3), hold = hold, hold_until = until_ }
+  end
+  local o = tensor.zeros { 8 }
+  -- steps: a robot that keeps taking action 3 (wrong) sees 4 held steps after each takeover
+  local h = make(5, "steps")
+  local seq = {}
+  for t = 1, 7 do
+    local nu, a, info = h:decide(o, 3)
+    seq[t] = ("%d%s%s"):format(nu, tostring(a), info.held and "h" or "")
+  end
+  T.eq(table.concat(seq, " "), "10 10h 10h 10h 10h 10 10h")
+  -- agree: the robot taking the expert's action (0) ends the takeover at once
+  h = make(5, "agree")
+  local nu1 = h:decide(o, 3)
+  local nu2, a2, i2 = h:decide(o, 3)
+  local nu3, a3, i3 = h:decide(o, 0)
+  T.eq({ nu1, nu2, a2, i2.held, nu3, a3, i3.held }, { 1, 1, 0, true, 0, 0, nil })
+  -- reset ends a takeover; hold = 0 (the default) decides every step on its own
+  h = make(5, "steps")
+  h:decide(o, 3)
+  h:reset()
+  local _, _, ir = h:decide(o, 3)
+  T.eq(ir.held, nil)
+  h = make(0, "agree")
+  for _ = 1, 3 do
+    local _, _, i = h:decide(o, 3)
+    T.eq(i.held, nil)
+  end
+  T.raises(function() make(-1, "steps") end, "hold must be an integer >= 0")
+  T.raises(function() make(2, "forever") end, "hold_until must be agree or steps")
+end)
+
 T.test("the human's action given an intervention follows pi_E(a) q(a) / p", function()
   local _, cond = discrete_reference(LE, LM, C, S)
   local h = fixed_human(9)
