@@ -12,6 +12,7 @@ struct mile_mlp_plan {
   mile_dtype dtype;
   mile_tensor **weights, **biases; /* retained; biases[i] may be NULL */
   mile_activation *acts;
+  int64_t widest;    /* the widest hidden layer */
   void *buf[2];      /* ping-pong activations of the hidden layers */
   int64_t buf_elems; /* capacity of each, in elements */
 };
@@ -27,8 +28,8 @@ void mile_mlp_plan_free(mile_mlp_plan *plan) {
   free(plan);
 }
 
-/* The chain's shapes and dtypes, checked at creation and again at each run (a
- * parameter may be swapped for another tensor in place of the module's). */
+/* The chain's shapes, dtypes and strides, checked once: the plan holds these very
+ * tensors, and a tensor's shape and strides never change. */
 static mile_status check_chain(const char *fname, int32_t n, mile_tensor *const *w, mile_tensor *const *b) {
   char s1[96], s2[96];
   for (int32_t i = 0; i < n; i++) {
@@ -42,6 +43,10 @@ static mile_status check_chain(const char *fname, int32_t n, mile_tensor *const 
     if (b[i] && (b[i]->ndim != 1 || b[i]->shape[0] != w[i]->shape[0] || !mile_is_contiguous(b[i])))
       return mile_set_error(MILE_ERR_SHAPE, "%s: bias %d %s does not match %lld outputs (contiguous)", fname,
                             (int)i + 1, mile_shape_str(b[i], s1, sizeof s1), (long long)w[i]->shape[0]);
+    mile_operand wt; /* W^T [in, out], as the right operand of each run's product */
+    if (!mile_as_operand(mile_data(w[i]), w[i]->shape[1], w[i]->shape[0], w[i]->stride[1], w[i]->stride[0], &wt))
+      return mile_set_error(MILE_ERR_ARGUMENT, "%s: weight %d has strides BLAS cannot read; make it contiguous", fname,
+                            (int)i + 1);
   }
   return MILE_OK;
 }
@@ -71,6 +76,7 @@ mile_status mile_mlp_plan_new(mile_mlp_plan **out, int32_t n, mile_tensor *const
     p->weights[i] = mile_tensor_retain(weights[i]);
     p->biases[i] = biases[i] ? mile_tensor_retain(biases[i]) : NULL;
     p->acts[i] = acts[i];
+    if (i + 1 < n && weights[i]->shape[0] > p->widest) p->widest = weights[i]->shape[0];
   }
   *out = p;
   return MILE_OK;
@@ -78,11 +84,8 @@ mile_status mile_mlp_plan_new(mile_mlp_plan **out, int32_t n, mile_tensor *const
 
 /* Room for rows x the widest hidden layer in both buffers. */
 static mile_status reserve(mile_mlp_plan *p, int64_t rows) {
-  int64_t widest = 0;
-  for (int32_t i = 0; i + 1 < p->n; i++)
-    if (p->weights[i]->shape[0] > widest) widest = p->weights[i]->shape[0];
   int64_t need;
-  if (__builtin_mul_overflow(rows, widest, &need)) return mile_err_nomem("mlp_plan");
+  if (__builtin_mul_overflow(rows, p->widest, &need)) return mile_err_nomem("mlp_plan");
   if (need <= p->buf_elems) return MILE_OK;
   size_t bytes = (size_t)need * mile_dtype_size(p->dtype);
   for (int k = 0; k < 2; k++) {
@@ -102,7 +105,6 @@ mile_status mile_mlp_plan_run(mile_mlp_plan *p, mile_tensor *x, mile_tensor **ou
   *out = NULL;
   char s1[96], s2[96];
   if (!p || !x) return mile_set_error(MILE_ERR_ARGUMENT, "mlp_plan: NULL plan or input");
-  MILE_TRY(check_chain("mlp_plan", p->n, p->weights, p->biases));
   mile_tensor *w0 = p->weights[0], *wn = p->weights[p->n - 1];
   if ((mile_dtype)x->dtype != p->dtype)
     return mile_set_error(MILE_ERR_DTYPE, "mlp_plan: input is %s, the layers %s", mile_dtype_name((mile_dtype)x->dtype),
@@ -127,12 +129,8 @@ mile_status mile_mlp_plan_run(mile_mlp_plan *p, mile_tensor *x, mile_tensor **ou
     mile_tensor *w = p->weights[i];
     int64_t outf = w->shape[0], in = w->shape[1];
     void *dst = i + 1 == p->n ? mile_data(*out) : p->buf[i % 2];
-    mile_operand wt; /* W^T [in, out] as the right operand, as mile_linear passes it */
-    if (!mile_as_operand(mile_data(w), in, outf, w->stride[1], w->stride[0], &wt)) {
-      st = mile_set_error(MILE_ERR_ARGUMENT, "mlp_plan: weight %d has strides BLAS cannot read; make it contiguous",
-                          (int)i + 1);
-      break;
-    }
+    mile_operand wt; /* W^T [in, out] as the right operand, as mile_linear passes it (checked at creation) */
+    mile_as_operand(mile_data(w), in, outf, w->stride[1], w->stride[0], &wt);
     if (in == 0)
       memset(dst, 0, (size_t)(rows * outf) * mile_dtype_size(p->dtype));
     else
