@@ -111,6 +111,11 @@ function Simulated:labels(obs)
   end)
 end
 
+-- A draw from the expert's Gaussian pi_E (continuous tasks).
+local function draw_expert(self, e)
+  return e.mu + e.log_sd:exp() * T.randn(e.mu:shape(), self.gen, e.mu:dtype())
+end
+
 -- A held step's action: pi_E's mode (rule argmax) or a draw from pi_E (shrunk by p with
 -- shrink, as the takeover's first action).
 local function held_action(self, e, p)
@@ -121,7 +126,7 @@ local function held_action(self, e, p)
     end
     return math.tointeger(self.gen:categorical(e.logits:softmax(2))[1])
   end
-  local a = e.mu + e.log_sd:exp() * T.randn(e.mu:shape(), self.gen, e.mu:dtype())
+  local a = draw_expert(self, e)
   if self.shrink then a = a * p end
   return a:view { -1 }
 end
@@ -141,13 +146,13 @@ local function fresh(self, o, robot_action, e, model, p, info)
     return 1, math.tointeger(a[1]), info
   end
   if self.shrink then -- the public code's continuous human: N(p mu_E, (p sd_E)^2)
-    local a = (e.mu + e.log_sd:exp() * T.randn(e.mu:shape(), self.gen, e.mu:dtype())) * p
+    local a = draw_expert(self, e) * p
     return 1, a:view { -1 }, info
   end
   -- rejection from pi_E with acceptance q(a): expected 1/p tries
   local best, best_logq
   for _ = 1, self.max_tries do
-    local a = e.mu + e.log_sd:exp() * T.randn(e.mu:shape(), self.gen, e.mu:dtype())
+    local a = draw_expert(self, e)
     local logq = model:logq(a):item()
     if math.log(self.gen:uniform()) < logq then return 1, a:view { -1 }, info end
     if not best_logq or logq > best_logq then best, best_logq = a, logq end
