@@ -82,8 +82,8 @@ local function clone(net, obs, actions, steps, lr, batch, gen)
   return loss:item()
 end
 
--- Success rate of a policy acting alone (deterministic) over eval seeds.
-local function evaluate(task, net, episodes, seed_base)
+-- Success rate and mean return of act(env, obs) -> action over eval seeds.
+local function success_rate(task, act, episodes, seed_base)
   local env = tasks.make_env(task)
   local wins, ret = 0, 0
   for ep = 1, episodes do
@@ -91,13 +91,18 @@ local function evaluate(task, net, episodes, seed_base)
     local done = false
     while not done do
       local r, term, trunc, info
-      obs, r, term, trunc, info = env:step(policy.act(net, obs, true))
+      obs, r, term, trunc, info = env:step(act(env, obs))
       ret = ret + r
       if info.success then wins = wins + 1 end
       done = term or trunc or info.success
     end
   end
   return wins / episodes, ret / episodes
+end
+
+-- Success rate of a policy acting alone (deterministic) over eval seeds.
+local function evaluate(task, net, episodes, seed_base)
+  return success_rate(task, function(_, obs) return policy.act(net, obs, true) end, episodes, seed_base)
 end
 
 local function build(name)
@@ -179,21 +184,11 @@ end
 local function expert_success(name, dir, episodes)
   local task = tasks.get(name)
   if task.discrete then return evaluate(name, nn.load(dir .. "/expert.safetensors"), episodes, 300000) end
-  local env = tasks.make_env(name)
-  local scripted = envs.scripted_expert(env)
-  local wins, ret = 0, 0
-  for ep = 1, episodes do
-    local obs = env:reset { seed = 300000 + ep }
-    local done = false
-    while not done do
-      local r, term, trunc, info
-      obs, r, term, trunc, info = env:step(scripted:act(obs))
-      ret = ret + r
-      if info.success then wins = wins + 1 end
-      done = term or trunc or info.success
-    end
-  end
-  return wins / episodes, ret / episodes
+  local scripted
+  return success_rate(name, function(env, obs)
+    scripted = scripted or envs.scripted_expert(env)
+    return scripted:act(obs)
+  end, episodes, 300000)
 end
 
 local function build_converged(name, k)
