@@ -1,12 +1,14 @@
 -- scripts/reproduce.lua - the reproduction study's tables: paired per-seed differences
 -- of MILE against each baseline, with 95% intervals, from finished batch directories.
 --
---   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]] [--calibrated DIR[,DIR]]
+--   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]]
+--                              [--public-drawer DIR[,DIR]] [--ablation-drawer DIR[,DIR]] [--calibrated DIR[,DIR]]
 --                              [--calibrated-drawer DIR[,DIR]] [--calibrated-button DIR[,DIR]]
 --                              [--calibrated-peg DIR[,DIR]] [--converged DIR[,DIR]] [--doc FILE]
 --
 -- Inputs are the batch directories of scripts/batches/public_lunarlander.lua,
--- public_ablation.lua, calibrated_lunarlander.lua and calibrated_drawer.lua,
+-- public_ablation.lua, public_drawer.lua, public_ablation_drawer.lua,
+-- calibrated_lunarlander.lua and calibrated_drawer.lua,
 -- calibrated_button.lua, calibrated_peg.lua, converged_lunarlander.lua (default runs/<name>). For every
 -- finished job: AUC, the mean success over rounds 1..R (the area under the success
 -- curve divided by R: the one-number summary), the final round's success, and the
@@ -25,9 +27,11 @@ local MANIPULATION = { { short = "drawer", env = "drawer-open-v3" }, { short = "
   { short = "peg", env = "peg-insert-side-v3" } }
 
 local args = cli.parse("reproduce", { ... }, {
-  usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--calibrated DIR] "
-    .. "[--calibrated-drawer DIR] [--calibrated-button DIR] [--calibrated-peg DIR] [--converged DIR] [--doc FILE]",
-  options = { public = "value", ablation = "value", calibrated = "value", calibrated_drawer = "value",
+  usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--public-drawer DIR] "
+    .. "[--ablation-drawer DIR] [--calibrated DIR] [--calibrated-drawer DIR] [--calibrated-button DIR] "
+    .. "[--calibrated-peg DIR] [--converged DIR] [--doc FILE]",
+  options = { public = "value", ablation = "value", public_drawer = "value", ablation_drawer = "value",
+    calibrated = "value", calibrated_drawer = "value",
     calibrated_button = "value", calibrated_peg = "value", converged = "value", doc = "value" },
 })
 
@@ -150,24 +154,39 @@ local function method_table(cells, name_of, methods, lines)
   reference_line(mile, lines)
 end
 
-local function report()
-  local lines = {}
-  local public = M.jobs(args.public or "runs/public-lunarlander")
-  local methods = { "mile", "hg_dagger", "iwr", "bc" }
+-- The public code's protocol (scripts/batches/public_<task>.lua) and its ablation
+-- (public_ablation<_task>.lua, each ingredient switched one at a time) on each task: the
+-- options naming their directories, the defaults, and the ablation's ingredients, as the
+-- ablation spec labels its cells (variant=mile-<ingredient>, variant=hg_dagger-<ingredient>).
+local PUBLIC = {
+  { env = "LunarLander-v3", public = "public", ablation = "ablation", public_dir = "runs/public-lunarlander",
+    ablation_dir = "runs/public-ablation",
+    ingredients = { "no_labels_every_step", "sampling_human", "with_demos", "last_policy", "warm_mental",
+      "no_holdout" } },
+  { env = "drawer-open-v3", public = "public_drawer", ablation = "ablation_drawer", public_dir = "runs/public-drawer",
+    ablation_dir = "runs/public-ablation-drawer",
+    ingredients = { "unshrunk_human", "with_demos", "last_policy", "warm_mental", "no_holdout" } },
+}
+
+-- One task's public-protocol tables: the preset's methods and, with the ablation's runs,
+-- MILE minus HG-DAgger under each ingredient switched, paired by seed with the preset.
+local function public_tables(study, methods, lines)
+  local public = M.jobs(args[study.public] or study.public_dir)
   if public then
-    lines[#lines + 1] = "### The public code's protocol on LunarLander-v3"
+    lines[#lines + 1] = ("### The public code's protocol on %s"):format(study.env)
     lines[#lines + 1] = ""
     method_table(public, function(m) return "method=" .. m:gsub("_", "-") end, methods, lines)
     lines[#lines + 1] = ""
   end
-  local ablation = M.jobs(args.ablation or "runs/public-ablation")
+  local ablation = M.jobs(args[study.ablation] or study.ablation_dir)
   if public and ablation then
     -- the preset's runs on the seeds the ablation ran
     local seeds = {}
     for _, cell in pairs(ablation) do for seed in pairs(cell) do seeds[seed] = true end end
     local n_seeds = 0
     for _ in pairs(seeds) do n_seeds = n_seeds + 1 end
-    lines[#lines + 1] = ("### Which ingredient moves MILE minus HG-DAgger (AUC, %d seeds)"):format(n_seeds)
+    lines[#lines + 1] = ("### Which ingredient moves MILE minus HG-DAgger on %s (AUC, %d seeds)"):format(study.env,
+      n_seeds)
     lines[#lines + 1] = ""
     lines[#lines + 1] = "| protocol | MILE AUC | HG-DAgger AUC | MILE minus HG-DAgger | change from the full preset |"
     lines[#lines + 1] = "|---|---|---|---|---|"
@@ -180,8 +199,7 @@ local function report()
     local base_d, base_c = M.paired(pm_mile, pm_hg, "auc")
     lines[#lines + 1] = ("| full public preset | %s | %s | %s | |"):format(cell_pm(pm_mile, "auc"),
       cell_pm(pm_hg, "auc"), pm(base_d, base_c))
-    for _, ing in ipairs { "no_labels_every_step", "sampling_human", "with_demos", "last_policy", "warm_mental",
-      "no_holdout" } do
+    for _, ing in ipairs(study.ingredients) do
       local id = ing:gsub("_", "-") -- cell ids as mile.batch writes them
       local mcell = ablation["variant=mile-" .. id]
       local hcell = ablation["variant=hg-dagger-" .. id] or pm_hg
@@ -201,6 +219,12 @@ local function report()
     end
     lines[#lines + 1] = ""
   end
+end
+
+local function report()
+  local lines = {}
+  local methods = { "mile", "hg_dagger", "iwr", "bc" }
+  for _, study in ipairs(PUBLIC) do public_tables(study, methods, lines) end
   local calibrated = M.jobs(args.calibrated or "runs/calibrated-lunarlander")
   if calibrated then
     for _, demos in ipairs { 0, 3 } do

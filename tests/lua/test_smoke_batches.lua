@@ -1,7 +1,7 @@
 -- Smoke test of every study spec (ctest label `smoke`): each scripts/batches/*.lua runs as
 -- it is through `mile batch`, at a tiny budget (1 round, 1 episode of at most 30 steps,
 -- 1 epoch, 1 evaluation episode, seeds 0 and 1, 2 workers), then scripts/reproduce.lua
--- reads the four study specs' outputs. The tables' figures are checked against the jobs'
+-- reads the study specs' outputs. The tables' figures are checked against the jobs'
 -- own metrics.csv and state.lua, summarised here independently (t_{0.975, 1} = 12.7062
 -- from a statistics table). What it does not check: any result of the study itself.
 local T = require "testing"
@@ -64,9 +64,9 @@ local function pm2(a, b, f)
   return (f .. " ± " .. f):format(mean, T975_1 * sd / math.sqrt(2))
 end
 
-local SPECS = { "public_lunarlander", "public_ablation", "calibrated_lunarlander", "calibrated_drawer",
-  "calibrated_button", "calibrated_peg", "converged_lunarlander", "cost_sweep", "lambda_sweep", "loss_variants",
-  "mental_ablation" }
+local SPECS = { "public_lunarlander", "public_ablation", "public_drawer", "public_ablation_drawer",
+  "calibrated_lunarlander", "calibrated_drawer", "calibrated_button", "calibrated_peg", "converged_lunarlander",
+  "cost_sweep", "lambda_sweep", "loss_variants", "mental_ablation" }
 local outs, t0 = {}, sys.monotonic()
 
 T.test("every spec in scripts/batches runs through mile batch at a tiny budget", function()
@@ -102,13 +102,16 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
   local doc = tmp .. "/reproduction.md"
   T.write_file(doc, T.read_file(root .. "/docs/reproduction.md"))
   local code, text = T.shell(root, table.concat({ T.quote(MILE), "scripts/reproduce.lua", "--public",
-    T.quote(outs.public_lunarlander), "--ablation", T.quote(outs.public_ablation), "--calibrated",
+    T.quote(outs.public_lunarlander), "--ablation", T.quote(outs.public_ablation), "--public-drawer",
+    T.quote(outs.public_drawer), "--ablation-drawer", T.quote(outs.public_ablation_drawer), "--calibrated",
     T.quote(outs.calibrated_lunarlander), "--calibrated-drawer", T.quote(outs.calibrated_drawer), "--calibrated-button",
     T.quote(outs.calibrated_button), "--calibrated-peg", T.quote(outs.calibrated_peg), "--converged",
     T.quote(outs.converged_lunarlander), "--doc", T.quote(doc) }, " "))
   T.eq(code, 0, text)
   for _, heading in ipairs { "### The public code's protocol on LunarLander%-v3",
-    "### Which ingredient moves MILE minus HG%-DAgger %(AUC, 2 seeds%)",
+    "### Which ingredient moves MILE minus HG%-DAgger on LunarLander%-v3 %(AUC, 2 seeds%)",
+    "### The public code's protocol on drawer%-open%-v3",
+    "### Which ingredient moves MILE minus HG%-DAgger on drawer%-open%-v3 %(AUC, 2 seeds%)",
     "### The calibrated protocol on LunarLander%-v3, no demonstrations",
     "### The calibrated protocol on LunarLander%-v3, 3 demonstration episodes",
     "### The calibrated protocol on drawer%-open%-v3, no demonstrations",
@@ -121,7 +124,8 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
   T.truthy(T.read_file(doc):find(text:sub(1, 200), 1, true), "the doc block was replaced")
   -- each method row of the public table and of the drawer tables, recomputed from the jobs
   local checks = {
-    { out = outs.public_lunarlander, section = "### The public code's protocol", prefix = "" },
+    { out = outs.public_lunarlander, section = "### The public code's protocol on LunarLander", prefix = "" },
+    { out = outs.public_drawer, section = "### The public code's protocol on drawer", prefix = "" },
     { out = outs.calibrated_drawer, section = "drawer%-open%-v3, no demonstrations", prefix = "demos=0_" },
     { out = outs.calibrated_drawer, section = "drawer%-open%-v3, 1 demonstration episode", prefix = "demos=1_" },
     { out = outs.calibrated_button, section = "button%-press%-v3, no demonstrations", prefix = "demos=0_" },
@@ -149,6 +153,34 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
       .. "%s; the expert (greedy) %s."):format(c.initial or "the cached BC policy", pm2(mile[0].initial, mile[1].initial),
       pm2(mile[0].expert, mile[1].expert))
     T.truthy(block:find(ref, 1, true), c.section .. ": " .. ref)
+  end
+  -- each row of the two ablation tables, recomputed from the ablation's and the preset's jobs
+  local ablations = {
+    { out = outs.public_ablation, preset = outs.public_lunarlander, env = "LunarLander%-v3",
+      ingredients = { "no_labels_every_step", "sampling_human", "with_demos", "last_policy", "warm_mental",
+        "no_holdout" } },
+    { out = outs.public_ablation_drawer, preset = outs.public_drawer, env = "drawer%-open%-v3",
+      ingredients = { "unshrunk_human", "with_demos", "last_policy", "warm_mental", "no_holdout" } },
+  }
+  for _, a in ipairs(ablations) do
+    local cells, preset = jobs_of(a.out), jobs_of(a.preset)
+    local section = "### Which ingredient moves MILE minus HG%-DAgger on " .. a.env
+    local block = text:match(section .. ".-\n(.-)\n###") or text:match(section .. ".-\n(.*)$")
+    T.truthy(block, section)
+    local pmile, phg = preset["method=mile"], preset["method=hg-dagger"]
+    local full = ("| full public preset | %s | %s | %s | |"):format(pm2(pmile[0].auc, pmile[1].auc),
+      pm2(phg[0].auc, phg[1].auc), pm2(pmile[0].auc - phg[0].auc, pmile[1].auc - phg[1].auc))
+    T.truthy(block:find(full, 1, true), ("%s: %s\nin\n%s"):format(section, full, block))
+    for _, ing in ipairs(a.ingredients) do
+      local id = ing:gsub("_", "-")
+      local m, h = cells["variant=mile-" .. id], cells["variant=hg-dagger-" .. id] or phg
+      T.truthy(m, section .. ": a MILE cell for " .. ing)
+      local d = { m[0].auc - h[0].auc, m[1].auc - h[1].auc }
+      local row = ("| %s | %s | %s | %s | %s |"):format((ing:gsub("_", " ")), pm2(m[0].auc, m[1].auc),
+        pm2(h[0].auc, h[1].auc), pm2(d[1], d[2]), pm2(d[1] - (pmile[0].auc - phg[0].auc),
+        d[2] - (pmile[1].auc - phg[1].auc)))
+      T.truthy(block:find(row, 1, true), ("%s: %s\nin\n%s"):format(section, row, block))
+    end
   end
   io.stderr:write(("smoke batches: %.1f s in all\n"):format(sys.monotonic() - t0))
 end)
