@@ -4,7 +4,7 @@
 --   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]]
 --                              [--public-drawer DIR[,DIR]] [--ablation-drawer DIR[,DIR]] [--calibrated DIR[,DIR]]
 --                              [--calibrated-drawer DIR[,DIR]] [--calibrated-button DIR[,DIR]]
---                              [--calibrated-peg DIR[,DIR]] [--converged DIR[,DIR]] [--doc FILE]
+--                              [--calibrated-peg DIR[,DIR]] [--converged DIR[,DIR]] [--doc FILE ...]
 --
 -- Inputs are the batch directories of scripts/batches/public_lunarlander.lua,
 -- public_ablation.lua, public_drawer.lua, public_ablation_drawer.lua,
@@ -15,8 +15,11 @@
 -- intervention steps used. MILE and a baseline are paired by seed; the interval is
 -- mean +- t_{0.975, n-1} sd / sqrt(n) over the seeds' differences. Under each table:
 -- the reference levels, the initial policy's success before round 1 and the expert's
--- (runs with eval.expert) on the runs' own evaluation states. With --doc the
--- tables replace the block `reproduce-results` of that file (docs/reproduction.md).
+-- (runs with eval.expert) on the runs' own evaluation states. Last, one headline table:
+-- MILE minus each baseline in every study, AUC and final success, resolved differences in
+-- bold. With --doc FILE (repeatable) the tables replace the block `reproduce-results` of
+-- that file (docs/reproduction.md) and the headline table its block `reproduce-headline`
+-- (docs/results.md).
 local sys = require "mile.sys"
 local rundir = require "mile.rundir"
 local batch = require "mile.batch"
@@ -29,10 +32,10 @@ local MANIPULATION = { { short = "drawer", env = "drawer-open-v3" }, { short = "
 local args = cli.parse("reproduce", { ... }, {
   usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--public-drawer DIR] "
     .. "[--ablation-drawer DIR] [--calibrated DIR] [--calibrated-drawer DIR] [--calibrated-button DIR] "
-    .. "[--calibrated-peg DIR] [--converged DIR] [--doc FILE]",
+    .. "[--calibrated-peg DIR] [--converged DIR] [--doc FILE ...]",
   options = { public = "value", ablation = "value", public_drawer = "value", ablation_drawer = "value",
     calibrated = "value", calibrated_drawer = "value",
-    calibrated_button = "value", calibrated_peg = "value", converged = "value", doc = "value" },
+    calibrated_button = "value", calibrated_peg = "value", converged = "value", doc = "list" },
 })
 
 local M = {}
@@ -129,7 +132,11 @@ local function reference_line(cell, lines)
   lines[#lines + 1] = text .. "."
 end
 
-local function method_table(cells, name_of, methods, lines)
+-- The headline table's rows (one per method table that names its study): MILE minus each
+-- baseline, paired by seed, in AUC and final success.
+local HEADLINE = {}
+
+local function method_table(cells, name_of, methods, lines, study)
   lines[#lines + 1] = "| method | seeds | AUC (mean success over rounds) | final success | interventions |"
   lines[#lines + 1] = "|---|---|---|---|---|"
   for _, m in ipairs(methods) do
@@ -143,15 +150,48 @@ local function method_table(cells, name_of, methods, lines)
   lines[#lines + 1] = "| MILE minus | paired seeds | AUC difference | reading | final-success difference | reading |"
   lines[#lines + 1] = "|---|---|---|---|---|---|"
   local mile = cells[name_of("mile")]
+  local row = study and { study = study, seeds = select(3, M.describe(mile, "auc")) or 0, auc = {}, final = {} }
   for _, m in ipairs(methods) do
     if m ~= "mile" then
       local d, dc, n = M.paired(mile, cells[name_of(m)], "auc")
       local f, fc = M.paired(mile, cells[name_of(m)], "final")
       lines[#lines + 1] = ("| %s | %d | %s | %s | %s | %s |"):format(m, n or 0, pm(d, dc), verdict(d, dc), pm(f, fc),
         verdict(f, fc))
+      if row then row.auc[m], row.final[m] = { d, dc }, { f, fc } end
     end
   end
+  if row then HEADLINE[#HEADLINE + 1] = row end
   reference_line(mile, lines)
+end
+
+-- "mean ± ci", in bold where the interval excludes 0 (a resolved difference)
+local function resolved_pm(d)
+  local text = pm(d[1], d[2])
+  if d[2] == d[2] and (d[1] - d[2] > 0 or d[1] + d[2] < 0) then return "**" .. text .. "**" end
+  return text
+end
+
+--- headline(methods) -> one table: MILE minus each baseline in every study reported,
+--- AUC and final success (docs/results.md's block `reproduce-headline`).
+function M.headline(methods)
+  local lines, base = {}, {}
+  for _, m in ipairs(methods) do if m ~= "mile" then base[#base + 1] = m end end
+  local head, rule = { "| study | seeds |" }, { "|---|---|" }
+  for _, key in ipairs { "AUC", "final" } do
+    for _, m in ipairs(base) do
+      head[#head + 1] = (" %s: MILE minus %s |"):format(key, m)
+      rule[#rule + 1] = "---|"
+    end
+  end
+  lines[1], lines[2] = table.concat(head), table.concat(rule)
+  for _, row in ipairs(HEADLINE) do
+    local cells = { ("| %s | %d |"):format(row.study, row.seeds) }
+    for _, key in ipairs { "auc", "final" } do
+      for _, m in ipairs(base) do cells[#cells + 1] = (" %s |"):format(resolved_pm(row[key][m])) end
+    end
+    lines[#lines + 1] = table.concat(cells)
+  end
+  return table.concat(lines, "\n")
 end
 
 -- The public code's protocol (scripts/batches/public_<task>.lua) and its ablation
@@ -175,7 +215,8 @@ local function public_tables(study, methods, lines)
   if public then
     lines[#lines + 1] = ("### The public code's protocol on %s"):format(study.env)
     lines[#lines + 1] = ""
-    method_table(public, function(m) return "method=" .. m:gsub("_", "-") end, methods, lines)
+    method_table(public, function(m) return "method=" .. m:gsub("_", "-") end, methods, lines,
+      ("%s, public protocol"):format(study.env))
     lines[#lines + 1] = ""
   end
   local ablation = M.jobs(args[study.ablation] or study.ablation_dir)
@@ -232,7 +273,7 @@ local function report()
         demos == 0 and "no demonstrations" or "3 demonstration episodes")
       lines[#lines + 1] = ""
       method_table(calibrated, function(m) return ("demos=%d_method=%s"):format(demos, m:gsub("_", "-")) end, methods,
-        lines)
+        lines, ("LunarLander-v3, mile protocol, %s"):format(demos == 0 and "no demos" or "3 demo episodes"))
       lines[#lines + 1] = ""
     end
     local bits = {}
@@ -249,7 +290,8 @@ local function report()
         .. "episode, %s"):format(demos == 0 and "no demonstrations" or "that episode as demonstrations")
       lines[#lines + 1] = ""
       method_table(converged, function(m) return ("demos=%d_method=%s"):format(demos, m:gsub("_", "-")) end, methods,
-        lines)
+        lines, ("LunarLander-v3, mile protocol, converged initial policy, %s"):format(demos == 0 and "no demos"
+          or "its episode as demos"))
       lines[#lines + 1] = ""
     end
   end
@@ -264,7 +306,7 @@ local function report()
         lines[#lines + 1] = ""
         method_table(cells, function(m)
           return (by_demos and ("demos=%d_"):format(demos) or "") .. "method=" .. m:gsub("_", "-")
-        end, methods, lines)
+        end, methods, lines, ("%s, mile protocol, %s"):format(task.env, demos == 0 and "no demos" or "1 demo episode"))
         lines[#lines + 1] = ""
       end
     end
@@ -273,12 +315,21 @@ local function report()
 end
 
 local text = report()
+local headline = M.headline { "mile", "hg_dagger", "iwr", "bc" }
 print(text)
-if args.doc then
-  local doc = assert(io.open(args.doc)):read("a")
-  local new, n = doc:gsub("(<!%-%- reproduce%-results:begin %-%->\n).-(<!%-%- reproduce%-results:end %-%->)",
+print("### MILE minus each baseline, every study (paired by seed; bold: the 95% interval excludes 0)")
+print("")
+print(headline)
+-- --doc FILE (repeatable): the tables replace the file's block `reproduce-results`
+-- (docs/reproduction.md), the headline table its block `reproduce-headline` (docs/results.md)
+for _, file in ipairs(args.doc) do
+  local doc = assert(io.open(file)):read("a")
+  local n, m
+  doc, n = doc:gsub("(<!%-%- reproduce%-results:begin %-%->\n).-(<!%-%- reproduce%-results:end %-%->)",
     function(a, b) return a .. text .. "\n" .. b end)
-  if n == 0 then error(args.doc .. " has no reproduce-results block", 0) end
-  assert(sys.write_atomic(args.doc, new))
+  doc, m = doc:gsub("(<!%-%- reproduce%-headline:begin %-%->\n).-(<!%-%- reproduce%-headline:end %-%->)",
+    function(a, b) return a .. headline .. "\n" .. b end)
+  if n + m == 0 then error(file .. " has no reproduce-results or reproduce-headline block", 0) end
+  assert(sys.write_atomic(file, doc))
 end
 return M

@@ -99,14 +99,15 @@ T.test("every spec in scripts/batches runs through mile batch at a tiny budget",
 end)
 
 T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match the jobs'", function()
-  local doc = tmp .. "/reproduction.md"
+  local doc, results = tmp .. "/reproduction.md", tmp .. "/results.md"
   T.write_file(doc, T.read_file(root .. "/docs/reproduction.md"))
+  T.write_file(results, "# Results\n\n<!-- reproduce-headline:begin -->\nold\n<!-- reproduce-headline:end -->\n")
   local code, text = T.shell(root, table.concat({ T.quote(MILE), "scripts/reproduce.lua", "--public",
     T.quote(outs.public_lunarlander), "--ablation", T.quote(outs.public_ablation), "--public-drawer",
     T.quote(outs.public_drawer), "--ablation-drawer", T.quote(outs.public_ablation_drawer), "--calibrated",
     T.quote(outs.calibrated_lunarlander), "--calibrated-drawer", T.quote(outs.calibrated_drawer), "--calibrated-button",
     T.quote(outs.calibrated_button), "--calibrated-peg", T.quote(outs.calibrated_peg), "--converged",
-    T.quote(outs.converged_lunarlander), "--doc", T.quote(doc) }, " "))
+    T.quote(outs.converged_lunarlander), "--doc", T.quote(doc), "--doc", T.quote(results) }, " "))
   T.eq(code, 0, text)
   for _, heading in ipairs { "### The public code's protocol on LunarLander%-v3",
     "### Which ingredient moves MILE minus HG%-DAgger on LunarLander%-v3 %(AUC, 2 seeds%)",
@@ -120,8 +121,14 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
     "### The calibrated protocol on peg%-insert%-side%-v3, 1 demonstration episode", "| no holdout |" } do
     T.truthy(text:find(heading), "reproduce prints " .. heading)
   end
-  -- the --doc block holds the same text
+  -- the --doc block holds the same text; results.md's headline block the headline table
   T.truthy(T.read_file(doc):find(text:sub(1, 200), 1, true), "the doc block was replaced")
+  local headline = text:match("### MILE minus each baseline, every study[^\n]*\n\n(.*)$")
+  T.truthy(headline, "reproduce prints the headline table")
+  local block = T.read_file(results):match("<!%-%- reproduce%-headline:begin %-%->\n(.-)<!%-%- reproduce%-headline:end")
+  T.truthy(block, "the results file keeps its reproduce-headline block")
+  T.eq(block:gsub("%s+$", ""), headline:gsub("%s+$", ""), "the headline block was replaced")
+  T.eq(select(2, headline:gsub("\n| ", "")), 12, "a headline row for each of the 12 method tables")
   -- each method row of the public table and of the drawer tables, recomputed from the jobs
   local checks = {
     { out = outs.public_lunarlander, section = "### The public code's protocol on LunarLander", prefix = "" },
@@ -153,6 +160,24 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
       .. "%s; the expert (greedy) %s."):format(c.initial or "the cached BC policy", pm2(mile[0].initial, mile[1].initial),
       pm2(mile[0].expert, mile[1].expert))
     T.truthy(block:find(ref, 1, true), c.section .. ": " .. ref)
+  end
+  -- the headline rows of both public presets, recomputed (AUC then final, vs HG-DAgger, IWR, BC)
+  for _, p in ipairs { { out = outs.public_lunarlander, study = "LunarLander-v3, public protocol" },
+    { out = outs.public_drawer, study = "drawer-open-v3, public protocol" } } do
+    local cells = jobs_of(p.out)
+    local mile, want = cells["method=mile"], { ("| %s | 2 |"):format(p.study) }
+    for _, key in ipairs { "auc", "final" } do
+      for _, m in ipairs { "hg-dagger", "iwr", "bc" } do
+        local b = cells["method=" .. m]
+        local d0, d1 = mile[0][key] - b[0][key], mile[1][key] - b[1][key]
+        local cell = pm2(d0, d1)
+        local mean, ci = (d0 + d1) / 2, T975_1 * math.abs(d0 - d1) / 2
+        if mean - ci > 0 or mean + ci < 0 then cell = "**" .. cell .. "**" end
+        want[#want + 1] = (" %s |"):format(cell)
+      end
+    end
+    want = table.concat(want)
+    T.truthy(headline:find(want, 1, true), ("headline: %s\nin\n%s"):format(want, headline))
   end
   -- each row of the two ablation tables, recomputed from the ablation's and the preset's jobs
   local ablations = {
