@@ -87,4 +87,18 @@ MILE_API mile_status mile_intervention_loss(mile_tensor **out, mile_iv_loss vari
                                             mile_tensor *log_p, mile_tensor *log1m_p, mile_tensor *log_pi,
                                             mile_tensor *log_q, mile_tensor *nu);
 
+/* ln pi_h(a) or ln q(a) at the observed actions: out[b] = matrix[b, offset + a[b]] for a
+ * [B, n] matrix (the packed discrete output) and 0-based action values a ([B] or [B, 1]).
+ * Rows with nu[b] = 0 (nu may be NULL) read column `offset` whatever a[b] holds (their
+ * terms are unused); with check, every other a[b] must be an integer in 0..width-1
+ * (MILE_ERR_ARGUMENT naming the first bad sample, 1-based). Differentiable in matrix. */
+MILE_API mile_status mile_take_actions(mile_tensor **out, mile_tensor *matrix, mile_tensor *actions, mile_tensor *nu,
+                                       int64_t offset, int64_t width, int32_t check);
+
+/* MILE_OK when every element of the [B, D] actions is finite; otherwise
+ * MILE_ERR_ARGUMENT "human_action must be finite on intervention steps: sample b,
+ * dimension d" naming the first bad one (1-based). Callers replace the rows without an
+ * intervention first. A check, not an op: nothing is made. */
+MILE_API mile_status mile_check_finite_actions(const mile_tensor *actions);
+
 #endif
