@@ -11,6 +11,7 @@
 #include "mile/autograd.h"
 #include "mile/intervention.h"
 #include "mile/optim.h"
+#include "mile/tape.h"
 #include "mile/io.h"
 #include "mile/data.h"
 
