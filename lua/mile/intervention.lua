@@ -16,6 +16,7 @@
 -- ([B] for discrete models, [B, D] for Gaussian ones); nu holds 0/1 flags [B].
 local core = require "mile.intervention.core"
 local T = require "mile.tensor"
+local compile = require "mile.compile"
 
 local M = {}
 
@@ -153,16 +154,8 @@ local function sanitise(self, action, nu, check)
     action = T.where(keep, action, self.mu:detach())
   end
   if check ~= false and self.check ~= false and T.is_tensor(action) then
-    local bad = (action - action):ne(0) -- x - x is NaN exactly for NaN and +-inf
-    if bad:sum():item() > 0 then
-      local D = action:size(2)
-      for i, v in ipairs(bad:contiguous():view { -1 }:totable()) do
-        if v ~= 0 then
-          error(("human_action must be finite on intervention steps: sample %d, dimension %d"):format(
-            (i - 1) // D + 1, (i - 1) % D + 1), 3)
-        end
-      end
-    end
+    local ok, err = pcall(core.check_actions, action) -- one C pass, recorded in a compiled step
+    if not ok then error(err, 3) end
   end
   return action
 end
@@ -306,7 +299,10 @@ function M.loss(args)
   if nu:numel() ~= B then error(("%s: nu has %d values for a batch of %d"):format(fname, nu:numel(), B), 2) end
   if nu:dtype() ~= model.logp:dtype() then nu = nu:to(model.logp:dtype()) end
   if nu:dim() ~= 1 then nu = nu:reshape { B } end
-  if check then -- 2 or NaN is not "an intervention" (the core refuses them too, 0-based)
+  -- 2 or NaN is not "an intervention". The loss kernel refuses them too (0-based); this
+  -- pass, which names the sample 1-based, reads values into Lua, so a step being
+  -- recorded (mile.compile) leaves the check to the kernel.
+  if check and not compile.recording() then
     local bad = nu:ne(0) * nu:ne(1) -- NaN ~= 0 and ~= 1
     if bad:sum():item() > 0 then
       for i, v in ipairs(bad:totable()) do

@@ -17,6 +17,7 @@
 -- place with no allocation. Parameters without a gradient are skipped.
 local T = require "mile.tensor"
 local core = require "mile.optim.core"
+local compile = require "mile.compile"
 
 local M = {}
 M.core = core
@@ -156,6 +157,7 @@ function Optimizer:step()
   local factor = self:lr_factor()
   local n = 0
   for _, g in ipairs(self.param_groups) do n = n + self:_update(g, g.lr * factor) end
+  if compile.recording() then compile.note_optimizer(self) end -- before the count moves: what this step used
   self.step_count = self.step_count + 1
   return n
 end

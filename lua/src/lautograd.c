@@ -66,6 +66,7 @@ static mile_status lua_backward_run(void *user, mile_tensor *g, int32_t n_inputs
 /* attach(output, {inputs...}, backward_fn [, name]) */
 static int ag_attach(lua_State *L) {
   mile_tensor *out = lmile_check_tensor(L, 1);
+  lmile_unrecorded(L, "a custom autograd op", "runs Lua in its backward (it cannot be replayed from C)");
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   const char *name = luaL_optstring(L, 4, "custom");
@@ -118,7 +119,9 @@ static int ag_grad_enabled(lua_State *L) {
 }
 
 static int ag_set_grad_enabled(lua_State *L) {
-  lua_pushboolean(L, mile_set_grad_enabled(lua_toboolean(L, 1)));
+  int previous = mile_grad_enabled();
+  lmile_call(L, &(mile_call){.op = MILE_OP_GRAD_MODE, .i = {lua_toboolean(L, 1)}}, "set_grad_enabled");
+  lua_pushboolean(L, previous);
   return 1;
 }
 

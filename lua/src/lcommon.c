@@ -1,4 +1,5 @@
 /* lcommon.c - the helpers of lmile.h shared by every binding, and the preload list. */
+#include <stdio.h>
 #include <string.h>
 
 #include "lmile.h"
@@ -12,11 +13,31 @@ void lmile_check(lua_State *L, mile_status status, const char *fname) {
   luaL_error(L, "%s: %s", fname, msg);
 }
 
+int lmile_call(lua_State *L, mile_call *c, const char *fname) {
+  lmile_check(L, mile_call_run(c), fname);
+  for (int32_t j = 0; j < c->n_out; j++) {
+    if (c->out[j])
+      lmile_push_tensor(L, c->out[j]);
+    else
+      lua_pushnil(L);
+  }
+  return c->n_out;
+}
+
+void lmile_unrecorded(lua_State *L, const char *what, const char *why) {
+  (void)L;
+  if (!mile_tape_recording()) return;
+  char reason[200];
+  snprintf(reason, sizeof reason, "%s %s", what, why);
+  mile_tape_invalidate(reason);
+}
+
 /* The C modules of mile, in the order `mile.core`'s `modules` lists them. */
 static const luaL_Reg c_modules[] = {
     {"mile.tensor", luaopen_mile_tensor},
     {"mile.autograd.core", luaopen_mile_autograd_core},
     {"mile.optim.core", luaopen_mile_optim_core},
+    {"mile.compile.core", luaopen_mile_compile_core},
     {"mile.sys", luaopen_mile_sys},
     {"mile.envs.core", luaopen_mile_envs_core},
     {"mile.io.core", luaopen_mile_io_core},

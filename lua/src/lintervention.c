@@ -25,6 +25,7 @@ static mile_tensor *check_param(lua_State *L, int idx, const char *fname, const 
     double v = lua_tonumber(L, idx);
     mile_tensor *t;
     lmile_check(L, mile_scalar(&t, dtype, v), fname);
+    mile_tape_constant(t);
     lmile_push_tensor(L, t);
     lua_replace(L, idx);
     return t;
@@ -41,10 +42,7 @@ static int iv_discrete(lua_State *L) {
   mile_tensor *lm = check_named(L, 2, fname, "mental_logits");
   mile_tensor *c = check_param(L, 3, fname, "cost", (mile_dtype)lh->dtype);
   mile_tensor *s = check_param(L, 4, fname, "scale", (mile_dtype)lh->dtype);
-  mile_tensor *out;
-  lmile_check(L, mile_probit_discrete(&out, lh, lm, c, s), fname);
-  lmile_push_tensor(L, out);
-  return 1;
+  return lmile_call(L, &(mile_call){.op = MILE_OP_PROBIT_DISCRETE, LMILE_IN(lh, lm, c, s)}, fname);
 }
 
 /* gaussian(mu, log_sd, mental_mu, mental_log_sd, cost, scale) -> packed [B, 3] (K, ln p, ln(1-p)) */
@@ -55,10 +53,7 @@ static int iv_gaussian(lua_State *L) {
   for (int i = 0; i < 4; i++) in[i] = check_named(L, i + 1, fname, names[i]);
   mile_tensor *c = check_param(L, 5, fname, "cost", (mile_dtype)in[0]->dtype);
   mile_tensor *s = check_param(L, 6, fname, "scale", (mile_dtype)in[0]->dtype);
-  mile_tensor *out;
-  lmile_check(L, mile_probit_gaussian(&out, in[0], in[1], in[2], in[3], c, s), fname);
-  lmile_push_tensor(L, out);
-  return 1;
+  return lmile_call(L, &(mile_call){.op = MILE_OP_PROBIT_GAUSSIAN, LMILE_IN(in[0], in[1], in[2], in[3], c, s)}, fname);
 }
 
 /* gaussian_logp(D, t0, scale) -> ln p, ln(1-p), d ln p/dt0, d ln p/dscale, d ln(1-p)/dt0, d ln(1-p)/dscale */
@@ -82,10 +77,8 @@ static int iv_loss(lua_State *L) {
   mile_tensor *lpi = check_named(L, 5, "loss", "log_pi");
   mile_tensor *lq = lua_isnoneornil(L, 6) ? NULL : check_named(L, 6, "loss", "log_q");
   mile_tensor *nu = check_named(L, 7, "loss", "nu");
-  mile_tensor *out;
-  lmile_check(L, mile_intervention_loss(&out, (mile_iv_loss)variant, lambda, lp, l1, lpi, lq, nu), "loss");
-  lmile_push_tensor(L, out);
-  return 1;
+  return lmile_call(
+      L, &(mile_call){.op = MILE_OP_IV_LOSS, LMILE_IN(lp, l1, lpi, lq, nu), .i = {variant}, .d = {lambda}}, "loss");
 }
 
 /* take(matrix [B, n], actions [B], offset [, nu [, width [, check]]]) -> [B]:
@@ -102,47 +95,29 @@ static int iv_take(lua_State *L) {
   lua_Integer offset = luaL_checkinteger(L, 3);
   mile_tensor *nu = lua_isnoneornil(L, 4) ? NULL : check_named(L, 4, fname, "nu");
   if (m->ndim != 2) luaL_error(L, "%s: expected a [B, n] matrix", fname);
-  int64_t B = m->shape[0], n = m->shape[1];
+  int64_t n = m->shape[1];
   luaL_argcheck(L, offset >= 0 && offset < n, 3, "offset out of range"); /* before n - offset */
   lua_Integer width = luaL_optinteger(L, 5, n - offset);
   int check = lua_isnoneornil(L, 6) || lua_toboolean(L, 6);
   luaL_argcheck(L, width >= 1 && width <= n - offset, 5, "width out of range");
-  if (!(a->ndim == 1 && a->shape[0] == B) && !(a->ndim == 2 && a->shape[0] == B && a->shape[1] == 1))
-    luaL_error(L, "human_action: expected %d action values (one per sample, 0-based), got a tensor of %d dims",
-               (int)B, (int)a->ndim);
-  if (nu && mile_numel(nu) != B) luaL_error(L, "nu: expected %d values, got %d", (int)B, (int)mile_numel(nu));
-  double *buf = lua_newuserdatauv(L, (size_t)(2 * B + 1) * sizeof *buf, 0); /* freed by the GC on error */
-  double *flags = buf + B;
-  lmile_check(L, mile_to_doubles(a, buf), fname);
-  if (nu) lmile_check(L, mile_to_doubles(nu, flags), fname);
-  for (int64_t b = 0; b < B; b++) {
-    if (nu && flags[b] == 0) {
-      buf[b] = (double)offset;
-      continue;
-    }
-    double v = buf[b];
-    if (check && !(v >= 0 && v < (double)width && v == floor(v))) {
-      char value[48]; /* lua_pushfstring has no %g */
-      snprintf(value, sizeof value, "%g", v);
-      luaL_error(L, "human_action: sample %d has action value %s, expected an integer in 0..%d", (int)b + 1, value,
-                 (int)width - 1);
-    }
-    buf[b] = v + (double)offset;
-  }
-  int64_t shape[2] = {B, 1};
-  mile_tensor *idx, *g, *out;
-  lmile_check(L, mile_from_data(&idx, (mile_dtype)m->dtype, 2, shape, buf, MILE_FLOAT64), fname);
-  lmile_push_tensor(L, idx);
-  lmile_check(L, mile_gather(&g, m, 1, idx), fname);
-  lmile_push_tensor(L, g);
-  lmile_check(L, mile_view(&out, g, 1, &B), fname);
-  lmile_push_tensor(L, out);
-  return 1;
+  return lmile_call(L, &(mile_call){.op = MILE_OP_TAKE_ACTIONS, LMILE_IN(m, a, nu), .i = {offset, width, check}},
+                    fname);
 }
 
-static const luaL_Reg functions[] = {
-    {"discrete", iv_discrete}, {"gaussian", iv_gaussian}, {"gaussian_logp", iv_gaussian_logp},
-    {"loss", iv_loss},         {"take", iv_take},         {NULL, NULL}};
+/* check_actions(actions [B, D]): raises naming the first non-finite action (1-based) */
+static int iv_check_actions(lua_State *L) {
+  mile_tensor *a = check_named(L, 1, "check_actions", "human_action");
+  lmile_call(L, &(mile_call){.op = MILE_OP_CHECK_ACTIONS, LMILE_IN(a)}, "check_actions");
+  return 0;
+}
+
+static const luaL_Reg functions[] = {{"discrete", iv_discrete},
+                                     {"gaussian", iv_gaussian},
+                                     {"gaussian_logp", iv_gaussian_logp},
+                                     {"loss", iv_loss},
+                                     {"take", iv_take},
+                                     {"check_actions", iv_check_actions},
+                                     {NULL, NULL}};
 
 int luaopen_mile_intervention_core(lua_State *L) {
   luaL_newlib(L, functions);

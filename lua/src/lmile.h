@@ -23,6 +23,19 @@ void lmile_push_tensor(lua_State *L, mile_tensor *t);
 int lmile_mlp_plan(lua_State *L);
 /* A new contiguous tensor, already pushed; raises on failure. */
 mile_tensor *lmile_push_new_tensor(lua_State *L, mile_dtype dtype, int32_t ndim, const int64_t *shape);
+/* Run a recordable op (mile/tape.h: recorded when a step is being recorded) and push
+ * its outputs (nil for a NULL one); raises the op's error. Returns the count pushed. */
+int lmile_call(lua_State *L, mile_call *c, const char *fname);
+/* The input list of a mile_call literal: .in and .n_in from the tensors given. */
+#define LMILE_IN(...)                                                                                                  \
+  .in = (mile_tensor *const[]){__VA_ARGS__},                                                                           \
+  .n_in = (int32_t)(sizeof((mile_tensor *const[]){__VA_ARGS__}) / sizeof(mile_tensor *))
+/* While a step is recorded: something that cannot be replayed happened (`what` names
+ * it; `why` says what kind of thing it is); the recording is refused. */
+void lmile_unrecorded(lua_State *L, const char *what, const char *why);
+/* While a step is recorded: the Lua list of step counts at idx belongs to the
+ * optimiser call just recorded; each replay writes the tape's counts back into it. */
+void lmile_note_steps(lua_State *L, int idx);
 /* The tensor at idx, or a Lua error naming the argument. */
 mile_tensor *lmile_check_tensor(lua_State *L, int idx);
 /* The tensor at idx, or NULL when the value is not a mile tensor. */
@@ -42,6 +55,7 @@ int luaopen_mile_tensor(lua_State *L);
 int luaopen_mile_intervention_core(lua_State *L);
 int luaopen_mile_autograd_core(lua_State *L);
 int luaopen_mile_optim_core(lua_State *L);
+int luaopen_mile_compile_core(lua_State *L);
 int luaopen_mile_sys(lua_State *L);
 int luaopen_mile_envs_core(lua_State *L);
 int luaopen_mile_io_core(lua_State *L);

@@ -8,6 +8,7 @@
  * counts stay as they are (as in torch.optim). */
 #include <math.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "lmile.h"
 
@@ -39,13 +40,6 @@ static void check_grad(lua_State *L, const mile_tensor *p, lua_Integer i) {
   if (!mile_is_contiguous(p)) luaL_error(L, "optim: parameter %d is not contiguous", (int)i);
 }
 
-/* The parameter's gradient as a contiguous tensor (a new reference). */
-static mile_tensor *contiguous_grad(lua_State *L, mile_tensor *p) {
-  mile_tensor *g;
-  lmile_check(L, mile_contiguous(&g, p->grad), "optim");
-  return g;
-}
-
 static lua_Integer next_step(lua_State *L, int steps_idx, lua_Integer i) {
   lua_geti(L, steps_idx, i);
   int ok;
@@ -53,6 +47,41 @@ static lua_Integer next_step(lua_State *L, int steps_idx, lua_Integer i) {
   lua_pop(L, 1);
   if (!ok || s < 0 || s == LUA_MAXINTEGER) luaL_error(L, "optim: steps[%I] is not a step count", i);
   return s + 1;
+}
+
+/* One optimiser call over a group: the lists at 1..n_lists (params first) as one
+ * input array, and the step counts from the list at steps_idx, in userdata buffers
+ * left on the stack (freed by the GC, also on error). */
+typedef struct group_call {
+  mile_call call;
+  lua_Integer n;
+} group_call;
+
+static group_call gather_group(lua_State *L, lua_Integer n, int n_lists, int steps_idx) {
+  group_call g = {.n = n};
+  mile_tensor **in = lua_newuserdatauv(L, (size_t)(n * n_lists + 1) * sizeof *in, 0);
+  int64_t *steps = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *steps, 0);
+  for (int k = 0; k < n_lists; k++)
+    for (lua_Integer i = 1; i <= n; i++)
+      in[k * n + i - 1] = list_tensor(L, k + 1, i, "params");
+  for (lua_Integer i = 1; i <= n; i++)
+    steps[i - 1] = next_step(L, steps_idx, i) - 1;
+  g.call.in = in, g.call.n_in = (int32_t)(n * n_lists);
+  g.call.steps = steps, g.call.n_steps = (int32_t)n;
+  return g;
+}
+
+/* Run the group's call (recorded when a step is), write the step counts back, push
+ * the number of parameters updated. */
+static int run_group(lua_State *L, group_call *g, int steps_idx, const char *fname) {
+  lmile_check(L, mile_call_run(&g->call), fname);
+  if (mile_tape_recording()) lmile_note_steps(L, steps_idx);
+  for (lua_Integer i = 1; i <= g->n; i++) {
+    lua_pushinteger(L, g->call.steps[i - 1]);
+    lua_seti(L, steps_idx, i);
+  }
+  lua_pushinteger(L, g->call.updated);
+  return 1;
 }
 
 /* adam(params, exp_avgs, exp_avg_sqs, steps, lr, beta1, beta2, eps, weight_decay, decoupled) -> n updated */
@@ -69,22 +98,12 @@ static int o_adam(lua_State *L) {
     check_grad(L, p, i);
     next_step(L, 4, i);
   }
-  int updated = 0;
-  for (lua_Integer i = 1; i <= n; i++) {
-    mile_tensor *p = list_tensor(L, 1, i, "params");
-    if (!p->grad) continue;
-    mile_tensor *m = list_tensor(L, 2, i, "exp_avgs"), *v = list_tensor(L, 3, i, "exp_avg_sqs");
-    lua_Integer step = next_step(L, 4, i);
-    mile_tensor *g = mile_is_contiguous(p->grad) ? mile_tensor_retain(p->grad) : contiguous_grad(L, p);
-    mile_status st = mile_adam_step(p, g, m, v, lr, b1, b2, eps, wd, decoupled, (int64_t)step);
-    mile_tensor_release(g);
-    lmile_check(L, st, decoupled ? "adamw" : "adam");
-    lua_pushinteger(L, step);
-    lua_seti(L, 4, i);
-    updated++;
-  }
-  lua_pushinteger(L, updated);
-  return 1;
+  group_call g = gather_group(L, n, 3, 4);
+  g.call.op = MILE_OP_ADAM;
+  g.call.i[0] = decoupled;
+  double d[5] = {lr, b1, b2, eps, wd};
+  memcpy(g.call.d, d, sizeof d);
+  return run_group(L, &g, 4, decoupled ? "adamw" : "adam");
 }
 
 /* sgd(params, bufs_or_nil, steps, lr, momentum, dampening, weight_decay, nesterov) -> n updated.
@@ -105,22 +124,12 @@ static int o_sgd(lua_State *L) {
     check_grad(L, p, i);
     next_step(L, 3, i);
   }
-  int updated = 0;
-  for (lua_Integer i = 1; i <= n; i++) {
-    mile_tensor *p = list_tensor(L, 1, i, "params");
-    if (!p->grad) continue;
-    mile_tensor *buf = mom != 0 ? list_tensor(L, 2, i, "momentum_buffers") : NULL;
-    lua_Integer step = next_step(L, 3, i);
-    mile_tensor *g = mile_is_contiguous(p->grad) ? mile_tensor_retain(p->grad) : contiguous_grad(L, p);
-    mile_status st = mile_sgd_step(p, g, buf, lr, mom, damp, wd, nesterov, step == 1);
-    mile_tensor_release(g);
-    lmile_check(L, st, "sgd");
-    lua_pushinteger(L, step);
-    lua_seti(L, 3, i);
-    updated++;
-  }
-  lua_pushinteger(L, updated);
-  return 1;
+  group_call g = gather_group(L, n, mom != 0 ? 2 : 1, 3);
+  g.call.op = MILE_OP_SGD;
+  g.call.i[0] = nesterov, g.call.i[1] = mom != 0;
+  double d[4] = {lr, mom, damp, wd};
+  memcpy(g.call.d, d, sizeof d);
+  return run_group(L, &g, 3, "sgd");
 }
 
 /* The gradients of the tensors in the list at idx (NULL entries for none), in a
@@ -145,6 +154,7 @@ static double check_norm_type(lua_State *L, int idx) {
 static int o_grad_norm(lua_State *L) {
   double p = check_norm_type(L, 2), norm;
   int32_t n;
+  lmile_unrecorded(L, "grad_norm", "returns a value to Lua");
   mile_tensor **grads = collect_grads(L, 1, &n);
   lmile_check(L, mile_grad_norm(&norm, n, grads, p), "grad_norm");
   lua_pushnumber(L, norm);
@@ -155,6 +165,7 @@ static int o_grad_norm(lua_State *L) {
 static int o_clip_grad_norm(lua_State *L) {
   double max_norm = luaL_checknumber(L, 2), p = check_norm_type(L, 3), norm;
   int32_t n;
+  lmile_unrecorded(L, "clip_grad_norm", "is not recorded");
   mile_tensor **grads = collect_grads(L, 1, &n);
   lmile_check(L, mile_clip_grad_norm(&norm, n, grads, max_norm, p), "clip_grad_norm");
   lua_pushnumber(L, norm);
@@ -167,6 +178,7 @@ static int o_adam_step(lua_State *L) {
   mile_tensor *p = lmile_check_tensor(L, 1), *g = lmile_check_tensor(L, 2);
   mile_tensor *m = lmile_check_tensor(L, 3), *v = lmile_check_tensor(L, 4);
   lua_Integer step = luaL_checkinteger(L, 5);
+  lmile_unrecorded(L, "adam_step", "is not recorded (optim.Adam is)");
   double lr = luaL_checknumber(L, 6), b1 = luaL_checknumber(L, 7), b2 = luaL_checknumber(L, 8);
   double eps = luaL_checknumber(L, 9), wd = luaL_optnumber(L, 10, 0);
   lmile_check(L, mile_adam_step(p, g, m, v, lr, b1, b2, eps, wd, lua_toboolean(L, 11), (int64_t)step), "adam_step");
@@ -178,6 +190,7 @@ static int o_sgd_step(lua_State *L) {
   mile_tensor *p = lmile_check_tensor(L, 1), *g = lmile_check_tensor(L, 2);
   mile_tensor *buf = lua_isnoneornil(L, 3) ? NULL : lmile_check_tensor(L, 3);
   int first = lua_toboolean(L, 4);
+  lmile_unrecorded(L, "sgd_step", "is not recorded (optim.SGD is)");
   double lr = luaL_checknumber(L, 5), mom = luaL_optnumber(L, 6, 0), damp = luaL_optnumber(L, 7, 0);
   double wd = luaL_optnumber(L, 8, 0);
   lmile_check(L, mile_sgd_step(p, g, buf, lr, mom, damp, wd, lua_toboolean(L, 9), first), "sgd_step");

@@ -22,7 +22,17 @@ typedef struct tensor_box { mile_tensor *t; } tensor_box;
  * that large tensors make it run as if Lua itself had allocated them. */
 static size_t gc_debt;
 
+/* While a step is recorded, a tensor entering Lua must be one the tape can name: one
+ * made by something unrecorded (a data loader, a plan) would be replayed as a constant. */
+static void check_recorded(lua_State *L, const mile_tensor *t) {
+  if (mile_tape_knows(t)) return;
+  lua_Debug ar;
+  const char *name = lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name ? ar.name : "a C function";
+  lmile_unrecorded(L, name, "made a tensor that the recorder cannot replay");
+}
+
 void lmile_push_tensor(lua_State *L, mile_tensor *t) {
+  if (mile_tape_recording()) check_recorded(L, t);
   tensor_box *box = lua_newuserdatauv(L, sizeof *box, 0);
   box->t = NULL; /* __gc of a half-built box is a no-op */
   luaL_setmetatable(L, LMILE_TENSOR_MT);
@@ -38,8 +48,12 @@ void lmile_push_tensor(lua_State *L, mile_tensor *t) {
 /* Push the tensor a core call wrote into out, or raise its error. A macro so that
  * the call is sequenced before out is read (the comma operator guarantees it). */
 #define push_result(L, call, out, fname) (lmile_check((L), (call), (fname)), lmile_push_tensor((L), (out)), 1)
+/* The same for a tensor made from Lua values (a factory): a constant of a recorded step. */
+#define push_constant(L, call, out, fname)                                                                             \
+  (lmile_check((L), (call), (fname)), mile_tape_constant(out), lmile_push_tensor((L), (out)), 1)
 
-mile_tensor *lmile_push_new_tensor(lua_State *L, mile_dtype dtype, int32_t ndim, const int64_t *shape) {
+/* A new tensor boxed on the stack, not yet known to a recording. */
+static mile_tensor *push_new_unchecked(lua_State *L, mile_dtype dtype, int32_t ndim, const int64_t *shape) {
   tensor_box *box = lua_newuserdatauv(L, sizeof *box, 0);
   box->t = NULL;
   luaL_setmetatable(L, LMILE_TENSOR_MT);
@@ -47,6 +61,12 @@ mile_tensor *lmile_push_new_tensor(lua_State *L, mile_dtype dtype, int32_t ndim,
   lmile_check(L, mile_empty(&t, dtype, ndim, shape), "tensor");
   box->t = t;
   gc_debt += mile_storage_nbytes(t);
+  return t;
+}
+
+mile_tensor *lmile_push_new_tensor(lua_State *L, mile_dtype dtype, int32_t ndim, const int64_t *shape) {
+  mile_tensor *t = push_new_unchecked(L, dtype, ndim, shape);
+  if (mile_tape_recording()) check_recorded(L, t); /* filled by its caller: not replayable */
   return t;
 }
 
@@ -120,8 +140,9 @@ static int after_shape(lua_State *L, int idx) {
  * the stack slot idx (so a later argument error leaves the GC to free it). */
 static mile_tensor *check_operand(lua_State *L, int idx, mile_dtype like) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
-    mile_tensor *t = lmile_push_new_tensor(L, like, 0, NULL);
+    mile_tensor *t = push_new_unchecked(L, like, 0, NULL);
     lmile_check(L, mile_fill_(t, lua_tonumber(L, idx)), "tensor");
+    mile_tape_constant(t); /* a number of the step, boxed */
     lua_replace(L, idx);
     return t;
   }
@@ -137,7 +158,7 @@ static int filled(lua_State *L, double value, bool use_arg) {
   if (use_arg) value = luaL_checknumber(L, next++);
   mile_dtype dtype = check_dtype(L, next, MILE_FLOAT32);
   mile_tensor *t;
-  return push_result(L, mile_full(&t, dtype, nd, shape, value), t, "full");
+  return push_constant(L, mile_full(&t, dtype, nd, shape, value), t, "full");
 }
 static int t_zeros(lua_State *L) { return filled(L, 0, false); }
 static int t_ones(lua_State *L) { return filled(L, 1, false); }
@@ -147,7 +168,7 @@ static int t_empty(lua_State *L) { return filled(L, 0, false); }
 static int t_scalar(lua_State *L) {
   double v = luaL_checknumber(L, 1);
   mile_tensor *t;
-  return push_result(L, mile_scalar(&t, check_dtype(L, 2, MILE_FLOAT32), v), t, "scalar");
+  return push_constant(L, mile_scalar(&t, check_dtype(L, 2, MILE_FLOAT32), v), t, "scalar");
 }
 
 /* arange(stop) or arange(start, stop [, step]) [, dtype], like PyTorch. */
@@ -160,7 +181,7 @@ static int t_arange(lua_State *L) {
   else start = lua_tonumber(L, 1), stop = lua_tonumber(L, 2);
   if (nnum == 3) step = lua_tonumber(L, 3);
   mile_tensor *t;
-  return push_result(L, mile_arange(&t, check_dtype(L, nnum + 1, MILE_FLOAT32), start, stop, step), t, "arange");
+  return push_constant(L, mile_arange(&t, check_dtype(L, nnum + 1, MILE_FLOAT32), start, stop, step), t, "arange");
 }
 
 /* Walk a nested table: record its shape from the first elements at each depth,
@@ -210,7 +231,7 @@ static void nested_fill(lua_State *L, nested *n, int32_t depth, char *path, size
 static int t_from(lua_State *L) {
   if (lua_type(L, 1) == LUA_TNUMBER) { /* a plain number: a 0-d tensor */
     mile_tensor *t;
-    return push_result(L, mile_scalar(&t, check_dtype(L, 2, MILE_FLOAT32), lua_tonumber(L, 1)), t, "from");
+    return push_constant(L, mile_scalar(&t, check_dtype(L, 2, MILE_FLOAT32), lua_tonumber(L, 1)), t, "from");
   }
   luaL_checktype(L, 1, LUA_TTABLE);
   mile_dtype dtype = check_dtype(L, 2, MILE_FLOAT32);
@@ -227,12 +248,16 @@ static int t_from(lua_State *L) {
   if (total > 0) nested_fill(L, &n, 0, path, 0);
   lua_pop(L, 1);
   mile_tensor *t;
-  return push_result(L, mile_from_data(&t, dtype, n.ndim, n.shape, n.values, MILE_FLOAT64), t, "from");
+  return push_constant(L, mile_from_data(&t, dtype, n.ndim, n.shape, n.values, MILE_FLOAT64), t, "from");
 }
 
 /* ---- generator ---------------------------------------------------------------- */
 
-mile_rng *lmile_check_rng(lua_State *L, int idx) { return luaL_checkudata(L, idx, LMILE_RNG_MT); }
+mile_rng *lmile_check_rng(lua_State *L, int idx) {
+  mile_rng *rng = luaL_checkudata(L, idx, LMILE_RNG_MT);
+  lmile_unrecorded(L, "a random draw", "cannot be replayed (a replay would repeat the recorded draws)");
+  return rng;
+}
 
 static int t_generator(lua_State *L) {
   lua_Integer seed = luaL_optinteger(L, 1, 0);
@@ -355,6 +380,7 @@ static int m_is_contiguous(lua_State *L) {
 }
 static int m_item(lua_State *L) {
   double v;
+  lmile_unrecorded(L, "item()", "reads a tensor's value into Lua (the recording would fix it)");
   lmile_check(L, mile_item(lmile_check_tensor(L, 1), &v), "item");
   lua_pushnumber(L, v);
   return 1;
@@ -385,6 +411,7 @@ static int m_totable(lua_State *L) {
   mile_tensor *t = lmile_check_tensor(L, 1);
   int64_t n = mile_numel(t), pos = 0;
   double *v = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *v, 0);
+  lmile_unrecorded(L, "totable()", "reads a tensor's values into Lua (the recording would fix them)");
   lmile_check(L, mile_to_doubles(t, v), "totable");
   luaL_checkstack(L, t->ndim + 4, "totable");
   push_table(L, v, t, 0, &pos);
@@ -482,6 +509,7 @@ static int m_tostring(lua_State *L) {
   mile_tensor *t = lmile_check_tensor(L, 1);
   int64_t n = mile_numel(t);
   double *v = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *v, 0);
+  lmile_unrecorded(L, "tostring()", "reads a tensor's values into Lua");
   lmile_check(L, mile_to_doubles(t, v), "tostring");
   luaL_Buffer b;
   luaL_buffinit(L, &b);
@@ -518,104 +546,112 @@ static int m_tostring(lua_State *L) {
 
 /* ---- views --------------------------------------------------------------------- */
 
+/* view, reshape, expand: an op with a shape argument */
+static int push_dims(lua_State *L, mile_op op, mile_tensor *t, int32_t nd, const int64_t *shape, const char *fname) {
+  mile_call c = {.op = op, LMILE_IN(t), .i = {nd}};
+  for (int32_t k = 0; k < nd; k++)
+    c.i[1 + k] = shape[k];
+  return lmile_call(L, &c, fname);
+}
+
 static int m_view_like(lua_State *L, bool copy_ok) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int64_t shape[MILE_MAX_DIMS];
   int32_t nd = lmile_check_shape(L, 2, shape);
-  const char *name = copy_ok ? "reshape" : "view";
-  return push_result(L, copy_ok ? mile_reshape(&out, t, nd, shape) : mile_view(&out, t, nd, shape), out, name);
+  return push_dims(L, copy_ok ? MILE_OP_RESHAPE : MILE_OP_VIEW, t, nd, shape, copy_ok ? "reshape" : "view");
 }
 static int m_view(lua_State *L) { return m_view_like(L, false); }
 static int m_reshape(lua_State *L) { return m_view_like(L, true); }
 
 static int m_expand(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int64_t shape[MILE_MAX_DIMS];
   int32_t nd = lmile_check_shape(L, 2, shape);
-  return push_result(L, mile_expand(&out, t, nd, shape), out, "expand");
+  return push_dims(L, MILE_OP_EXPAND, t, nd, shape, "expand");
 }
 static int m_expand_as(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *o = lmile_check_tensor(L, 2), *out;
-  return push_result(L, mile_expand(&out, t, o->ndim, o->shape), out, "expand_as");
+  mile_tensor *t = lmile_check_tensor(L, 1), *o = lmile_check_tensor(L, 2);
+  return push_dims(L, MILE_OP_EXPAND, t, o->ndim, o->shape, "expand_as");
 }
 
 static int m_transpose(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int32_t d0 = lmile_check_dim(L, 2, t), d1 = lmile_check_dim(L, 3, t);
-  return push_result(L, mile_transpose(&out, t, d0, d1), out, "transpose");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_TRANSPOSE, LMILE_IN(t), .i = {d0, d1}}, "transpose");
 }
 static int m_t(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   if (t->ndim != 2) luaL_error(L, "t: needs a 2-d tensor, got %d dims (use transpose)", t->ndim);
-  return push_result(L, mile_transpose(&out, t, 0, 1), out, "t");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_TRANSPOSE, LMILE_IN(t), .i = {0, 1}}, "t");
 }
 static int m_permute(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int64_t dims[MILE_MAX_DIMS];
-  int32_t nd = lmile_check_shape(L, 2, dims), cdims[MILE_MAX_DIMS];
+  int32_t nd = lmile_check_shape(L, 2, dims);
+  mile_call c = {.op = MILE_OP_PERMUTE, LMILE_IN(t)};
   if (nd != t->ndim) luaL_error(L, "permute: %d dims given for a %d-d tensor", nd, t->ndim);
   for (int32_t i = 0; i < nd; i++) { /* range-checked before narrowing to int32_t */
     if (dims[i] < 1 || dims[i] > nd)
       luaL_error(L, "permute: dim %I out of range for a %d-d tensor (dims are 1-based)", (lua_Integer)dims[i], nd);
-    cdims[i] = (int32_t)dims[i] - 1;
+    c.i[i] = dims[i] - 1;
   }
-  return push_result(L, mile_permute(&out, t, cdims), out, "permute");
+  return lmile_call(L, &c, "permute");
 }
 static int m_narrow(lua_State *L) { /* narrow(dim, start, length), start 1-based */
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int32_t d = lmile_check_dim(L, 2, t);
   lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
   if (start < 1 || start > t->shape[d] + 1) /* before start - 1, which could overflow */
     luaL_error(L, "narrow: start %I out of range 1..%I for dim %d", start, (lua_Integer)t->shape[d] + 1, d + 1);
-  return push_result(L, mile_narrow(&out, t, d, start - 1, len), out, "narrow");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_NARROW, LMILE_IN(t), .i = {d, start - 1, len}}, "narrow");
 }
 static int m_select(lua_State *L) { /* select(dim, index), index 1-based */
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int32_t d = lmile_check_dim(L, 2, t);
   lua_Integer i = luaL_checkinteger(L, 3);
   if (i < 1 || i > t->shape[d])
     luaL_error(L, "select: index %I out of range for dim %d of size %I", i, d + 1, (lua_Integer)t->shape[d]);
-  return push_result(L, mile_select(&out, t, d, i - 1), out, "select");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_SELECT, LMILE_IN(t), .i = {d, i - 1}}, "select");
 }
 static int m_squeeze(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int32_t d = lua_isnoneornil(L, 2) ? -1 : lmile_check_dim(L, 2, t);
-  return push_result(L, mile_squeeze(&out, t, d), out, "squeeze");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_SQUEEZE, LMILE_IN(t), .i = {d}}, "squeeze");
 }
 static int m_unsqueeze(lua_State *L) { /* unsqueeze(d): the new dim is d (1-based, up to ndim+1) */
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   lua_Integer d = luaL_checkinteger(L, 2);
   if (d < 0) d += t->ndim + 2;
   if (d < 1 || d > t->ndim + 1) luaL_error(L, "unsqueeze: dim %I out of range for a %d-d tensor", d, t->ndim);
-  return push_result(L, mile_unsqueeze(&out, t, (int32_t)d - 1), out, "unsqueeze");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_UNSQUEEZE, LMILE_IN(t), .i = {d - 1}}, "unsqueeze");
 }
 static int m_contiguous(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
-  return push_result(L, mile_contiguous(&out, t), out, "contiguous");
+  mile_tensor *t = lmile_check_tensor(L, 1);
+  return lmile_call(L, &(mile_call){.op = MILE_OP_CONTIGUOUS, LMILE_IN(t)}, "contiguous");
 }
 static int m_clone(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
-  return push_result(L, mile_clone(&out, t), out, "clone");
+  mile_tensor *t = lmile_check_tensor(L, 1);
+  return lmile_call(L, &(mile_call){.op = MILE_OP_CLONE, LMILE_IN(t)}, "clone");
 }
 static int m_to(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   mile_dtype d = check_dtype(L, 2, MILE_FLOAT32);
-  return push_result(L, mile_to_dtype(&out, t, d), out, "to");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_TO_DTYPE, LMILE_IN(t), .i = {d}}, "to");
 }
 static int m_float(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
-  return push_result(L, mile_to_dtype(&out, t, MILE_FLOAT32), out, "float");
+  mile_tensor *t = lmile_check_tensor(L, 1);
+  return lmile_call(L, &(mile_call){.op = MILE_OP_TO_DTYPE, LMILE_IN(t), .i = {MILE_FLOAT32}}, "float");
 }
 static int m_double(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
-  return push_result(L, mile_to_dtype(&out, t, MILE_FLOAT64), out, "double");
+  mile_tensor *t = lmile_check_tensor(L, 1);
+  return lmile_call(L, &(mile_call){.op = MILE_OP_TO_DTYPE, LMILE_IN(t), .i = {MILE_FLOAT64}}, "double");
 }
 
 /* ---- elementwise ----------------------------------------------------------------- */
 
 static int unary(lua_State *L, mile_unary_op op) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
-  return push_result(L, mile_unary(&out, op, t), out, mile_unary_name(op));
+  mile_tensor *t = lmile_check_tensor(L, 1);
+  return lmile_call(L, &(mile_call){.op = MILE_OP_UNARY, LMILE_IN(t), .i = {op}}, mile_unary_name(op));
 }
 #define UNARY_METHOD(NAME, OP) \
   static int m_##NAME(lua_State *L) { return unary(L, OP); }
@@ -636,12 +672,14 @@ UNARY_METHOD(softplus, MILE_SOFTPLUS)
 /* a op b where either side may be a Lua number (metamethods get them in any order) */
 static int binary(lua_State *L, mile_binary_op op) {
   const char *name = mile_binary_name(op);
-  mile_tensor *a = lmile_to_tensor(L, 1), *b = lmile_to_tensor(L, 2), *out;
-  if (a && b) return push_result(L, mile_binary(&out, op, a, b), out, name);
+  mile_tensor *a = lmile_to_tensor(L, 1), *b = lmile_to_tensor(L, 2);
+  if (a && b) return lmile_call(L, &(mile_call){.op = MILE_OP_BINARY, LMILE_IN(a, b), .i = {op}}, name);
   if (a && lua_type(L, 2) == LUA_TNUMBER)
-    return push_result(L, mile_binary_scalar(&out, op, a, lua_tonumber(L, 2), 0), out, name);
+    return lmile_call(
+        L, &(mile_call){.op = MILE_OP_BINARY_SCALAR, LMILE_IN(a), .i = {op, 0}, .d = {lua_tonumber(L, 2)}}, name);
   if (b && lua_type(L, 1) == LUA_TNUMBER)
-    return push_result(L, mile_binary_scalar(&out, op, b, lua_tonumber(L, 1), 1), out, name);
+    return lmile_call(
+        L, &(mile_call){.op = MILE_OP_BINARY_SCALAR, LMILE_IN(b), .i = {op, 1}, .d = {lua_tonumber(L, 1)}}, name);
   return luaL_error(L, "%s: expected tensors or numbers, got %s and %s", name, luaL_typename(L, 1),
                     luaL_typename(L, 2));
 }
@@ -662,16 +700,16 @@ BINARY_METHOD(gt, MILE_GT)
 BINARY_METHOD(ge, MILE_GE)
 
 static int m_clamp(lua_State *L) { /* clamp(lo, hi); nil leaves a side open */
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   double lo = luaL_optnumber(L, 2, -INFINITY), hi = luaL_optnumber(L, 3, INFINITY);
-  return push_result(L, mile_clamp(&out, t, lo, hi), out, "clamp");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_CLAMP, LMILE_IN(t), .d = {lo, hi}}, "clamp");
 }
 
 static int t_where(lua_State *L) { /* where(cond, a, b); a and b may be numbers */
-  mile_tensor *cond = lmile_check_tensor(L, 1), *out;
+  mile_tensor *cond = lmile_check_tensor(L, 1);
   mile_tensor *a = check_operand(L, 2, (mile_dtype)cond->dtype);
   mile_tensor *b = check_operand(L, 3, (mile_dtype)a->dtype);
-  return push_result(L, mile_where(&out, cond, a, b), out, "where");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_WHERE, LMILE_IN(cond, a, b)}, "where");
 }
 
 /* ---- reductions ------------------------------------------------------------------ */
@@ -682,21 +720,20 @@ static int32_t opt_dim(lua_State *L, int idx, const mile_tensor *t) {
 }
 
 static int reduce(lua_State *L, mile_reduce_op op) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int32_t d = opt_dim(L, 2, t);
-  return push_result(L, mile_reduce(&out, op, t, d, lua_toboolean(L, 3)), out, mile_reduce_name(op));
+  return lmile_call(L, &(mile_call){.op = MILE_OP_REDUCE, LMILE_IN(t), .i = {op, d, lua_toboolean(L, 3)}},
+                    mile_reduce_name(op));
 }
 static int m_sum(lua_State *L) { return reduce(L, MILE_SUM); }
 static int m_mean(lua_State *L) { return reduce(L, MILE_MEAN); }
 static int m_logsumexp(lua_State *L) { return reduce(L, MILE_LOGSUMEXP); }
 
-/* 0-based positions from the core to 1-based Lua indices */
-static void one_based(lua_State *L, mile_tensor *idx) {
-  mile_tensor *shifted;
-  mile_status st = mile_binary_scalar(&shifted, MILE_ADD, idx, 1, 0);
-  mile_tensor_release(idx);
-  lmile_check(L, st, "index");
-  lmile_push_tensor(L, shifted);
+/* 0-based positions from the core (on the stack top) to 1-based Lua indices (replacing them) */
+static void one_based(lua_State *L) {
+  mile_tensor *idx = lmile_check_tensor(L, -1);
+  lmile_call(L, &(mile_call){.op = MILE_OP_BINARY_SCALAR, LMILE_IN(idx), .i = {MILE_ADD, 0}, .d = {1}}, "index");
+  lua_remove(L, -2);
 }
 
 /* max() -> 0-d tensor; max(dim [, keepdim]) -> values, 1-based indices */
@@ -704,44 +741,41 @@ static int extreme(lua_State *L, mile_reduce_op op) {
   mile_tensor *t = lmile_check_tensor(L, 1);
   if (lua_isnoneornil(L, 2)) return reduce(L, op);
   int32_t d = lmile_check_dim(L, 2, t);
-  mile_tensor *values, *indices;
-  mile_status st = op == MILE_MAX ? mile_max_dim(&values, &indices, t, d, lua_toboolean(L, 3))
-                                  : mile_min_dim(&values, &indices, t, d, lua_toboolean(L, 3));
-  lmile_check(L, st, mile_reduce_name(op));
-  lmile_push_tensor(L, values);
-  one_based(L, indices);
+  mile_call c = {.op = op == MILE_MAX ? MILE_OP_MAX_DIM : MILE_OP_MIN_DIM, LMILE_IN(t), .i = {d, lua_toboolean(L, 3)}};
+  lmile_call(L, &c, mile_reduce_name(op));
+  one_based(L);
   return 2;
 }
 static int m_max(lua_State *L) { return extreme(L, MILE_MAX); }
 static int m_min(lua_State *L) { return extreme(L, MILE_MIN); }
 
 static int arg_extreme(lua_State *L, bool max) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int32_t d = opt_dim(L, 2, t);
-  lmile_check(L, max ? mile_argmax(&out, t, d, lua_toboolean(L, 3)) : mile_argmin(&out, t, d, lua_toboolean(L, 3)),
-              max ? "argmax" : "argmin");
-  one_based(L, out);
+  lmile_call(L, &(mile_call){.op = max ? MILE_OP_ARGMAX : MILE_OP_ARGMIN, LMILE_IN(t), .i = {d, lua_toboolean(L, 3)}},
+             max ? "argmax" : "argmin");
+  one_based(L);
   return 1;
 }
 static int m_argmax(lua_State *L) { return arg_extreme(L, true); }
 static int m_argmin(lua_State *L) { return arg_extreme(L, false); }
 
 static int m_softmax(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int32_t d = lua_isnoneornil(L, 2) ? t->ndim - 1 : lmile_check_dim(L, 2, t);
-  return push_result(L, mile_softmax(&out, t, d), out, "softmax");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_SOFTMAX, LMILE_IN(t), .i = {d}}, "softmax");
 }
 static int m_log_softmax(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int32_t d = lua_isnoneornil(L, 2) ? t->ndim - 1 : lmile_check_dim(L, 2, t);
-  return push_result(L, mile_log_softmax(&out, t, d), out, "log_softmax");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_LOG_SOFTMAX, LMILE_IN(t), .i = {d}}, "log_softmax");
 }
 
 /* ---- indexing ops ------------------------------------------------------------------ */
 
 /* A 1-based Lua index tensor (or table) as a 0-based core index tensor. */
 static mile_tensor *zero_based_index(lua_State *L, int idx, mile_dtype like) {
-  mile_tensor *given = lmile_to_tensor(L, idx), *out;
+  mile_tensor *given = lmile_to_tensor(L, idx);
   if (!given) {
     luaL_checktype(L, idx, LUA_TTABLE);
     lua_pushcfunction(L, t_from);
@@ -751,22 +785,21 @@ static mile_tensor *zero_based_index(lua_State *L, int idx, mile_dtype like) {
     given = lmile_check_tensor(L, -1);
     lua_replace(L, idx);
   }
-  lmile_check(L, mile_binary_scalar(&out, MILE_SUB, given, 1, 0), "index");
-  lmile_push_tensor(L, out); /* anchored on the stack until the call returns */
-  return out;
+  lmile_call(L, &(mile_call){.op = MILE_OP_BINARY_SCALAR, LMILE_IN(given), .i = {MILE_SUB, 0}, .d = {1}}, "index");
+  return lmile_check_tensor(L, -1); /* anchored on the stack until the call returns */
 }
 
 static int m_gather(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int32_t d = lmile_check_dim(L, 2, t);
   mile_tensor *idx = zero_based_index(L, 3, (mile_dtype)t->dtype);
-  return push_result(L, mile_gather(&out, t, d, idx), out, "gather");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_GATHER, LMILE_IN(t, idx), .i = {d}}, "gather");
 }
 static int m_index_select(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
+  mile_tensor *t = lmile_check_tensor(L, 1);
   int32_t d = lmile_check_dim(L, 2, t);
   mile_tensor *idx = zero_based_index(L, 3, (mile_dtype)t->dtype);
-  return push_result(L, mile_index_select(&out, t, d, idx), out, "index_select");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_INDEX_SELECT, LMILE_IN(t, idx), .i = {d}}, "index_select");
 }
 
 static int t_cat(lua_State *L) { /* cat({a, b, ...} [, dim = 1]) */
@@ -787,41 +820,40 @@ static int t_cat(lua_State *L) { /* cat({a, b, ...} [, dim = 1]) */
     d = lmile_check_dim(L, -1, list[0]);
     lua_pop(L, 1);
   }
-  mile_tensor *out;
-  return push_result(L, mile_cat(&out, (int32_t)n, list, d), out, "cat");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_CAT, .n_in = (int32_t)n, .in = list, .i = {d}}, "cat");
 }
 
 static int m_matmul(lua_State *L) {
-  mile_tensor *a = lmile_check_tensor(L, 1), *b = lmile_check_tensor(L, 2), *out;
-  return push_result(L, mile_matmul(&out, a, b), out, "matmul");
+  mile_tensor *a = lmile_check_tensor(L, 1), *b = lmile_check_tensor(L, 2);
+  return lmile_call(L, &(mile_call){.op = MILE_OP_MATMUL, LMILE_IN(a, b)}, "matmul");
 }
 /* x:linear(W [, b [, act]]) = act(x W^T + b), act "relu" | "tanh" | "sigmoid" | "none"
  * (one fused op, mile_linear_act) */
 static int m_linear(lua_State *L) {
   static const char *const acts[] = {"none", "relu", "tanh", "sigmoid", NULL};
-  mile_tensor *x = lmile_check_tensor(L, 1), *w = lmile_check_tensor(L, 2), *out;
+  mile_tensor *x = lmile_check_tensor(L, 1), *w = lmile_check_tensor(L, 2);
   mile_tensor *b = lua_isnoneornil(L, 3) ? NULL : lmile_check_tensor(L, 3);
   int act = luaL_checkoption(L, 4, "none", acts);
-  return push_result(L, mile_linear_act(&out, x, w, b, (mile_activation)act), out, "linear");
+  return lmile_call(L, &(mile_call){.op = MILE_OP_LINEAR, LMILE_IN(x, w, b), .i = {act}}, "linear");
 }
 
 /* ---- in place ------------------------------------------------------------------- */
 
 static int m_fill_(lua_State *L) {
   mile_tensor *t = lmile_check_tensor(L, 1);
-  lmile_check(L, mile_fill_(t, luaL_checknumber(L, 2)), "fill_");
+  lmile_call(L, &(mile_call){.op = MILE_OP_FILL, LMILE_IN(t), .d = {luaL_checknumber(L, 2)}}, "fill_");
   lua_settop(L, 1);
   return 1;
 }
 static int m_zero_(lua_State *L) {
-  lmile_check(L, mile_fill_(lmile_check_tensor(L, 1), 0), "zero_");
+  lmile_call(L, &(mile_call){.op = MILE_OP_FILL, LMILE_IN(lmile_check_tensor(L, 1))}, "zero_");
   lua_settop(L, 1);
   return 1;
 }
 static int m_copy_(lua_State *L) {
   mile_tensor *t = lmile_check_tensor(L, 1);
   mile_tensor *src = check_operand(L, 2, (mile_dtype)t->dtype);
-  lmile_check(L, mile_copy_(t, src), "copy_");
+  lmile_call(L, &(mile_call){.op = MILE_OP_COPY, LMILE_IN(t, src)}, "copy_");
   lua_settop(L, 1);
   return 1;
 }
@@ -855,21 +887,17 @@ static int tensor_index(lua_State *L) {
       luaL_error(L, "index %I out of range for dim 1 of size %I", i, (lua_Integer)t->shape[0]);
     if (t->ndim == 1) {
       double v;
+      lmile_unrecorded(L, "t[i]", "reads a tensor's value into Lua (the recording would fix it)");
       int64_t at = i - 1;
       lmile_check(L, mile_get(t, &at, &v), "index");
       lua_pushnumber(L, v);
       return 1;
     }
-    mile_tensor *out;
-    return push_result(L, mile_select(&out, t, 0, i - 1), out, "index");
+    return lmile_call(L, &(mile_call){.op = MILE_OP_SELECT, LMILE_IN(t), .i = {0, i - 1}}, "index");
   }
   if (lua_type(L, 2) == LUA_TSTRING) {
     const char *k = lua_tostring(L, 2);
-    if (strcmp(k, "grad") == 0) {
-      if (t->grad) lmile_push_tensor(L, mile_tensor_retain(t->grad));
-      else lua_pushnil(L);
-      return 1;
-    }
+    if (strcmp(k, "grad") == 0) return lmile_call(L, &(mile_call){.op = MILE_OP_GRAD, LMILE_IN(t)}, "grad");
     if (strcmp(k, "grad_fn") == 0) {
       lua_pushstring(L, mile_grad_fn_name(t));
       return 1;
@@ -887,6 +915,7 @@ static int tensor_index(lua_State *L) {
 
 static int tensor_newindex(lua_State *L) {
   mile_tensor *t = lmile_check_tensor(L, 1);
+  lmile_unrecorded(L, "t[i] = v", "writes tensor elements from Lua");
   lua_Integer i = luaL_checkinteger(L, 2);
   if (t->ndim == 0) luaL_error(L, "index: cannot index a 0-d tensor");
   if (i < 1 || i > t->shape[0])
@@ -917,7 +946,8 @@ static int m_requires_grad(lua_State *L) { /* requires_grad() -> flag; requires_
     lua_pushboolean(L, mile_requires_grad(t));
     return 1;
   }
-  lmile_check(L, mile_set_requires_grad(t, lua_toboolean(L, 2)), "requires_grad");
+  lmile_call(L, &(mile_call){.op = MILE_OP_SET_REQUIRES_GRAD, LMILE_IN(t), .i = {lua_toboolean(L, 2)}},
+             "requires_grad");
   lua_settop(L, 1);
   return 1;
 }
@@ -936,27 +966,25 @@ static int m_backward(lua_State *L) {
   }
   lua_State *previous = lmile_backward_L;
   lmile_backward_L = L; /* custom nodes written in Lua run their backward on this thread */
-  mile_status st = mile_backward(t, seed, retain);
+  mile_call c = {.op = MILE_OP_BACKWARD, LMILE_IN(t, seed), .i = {retain}};
+  mile_status st = mile_call_run(&c);
   lmile_backward_L = previous;
   lmile_check(L, st, "backward");
   return 0;
 }
 static int m_zero_grad(lua_State *L) {
-  mile_zero_grad(lmile_check_tensor(L, 1));
+  lmile_call(L, &(mile_call){.op = MILE_OP_ZERO_GRAD, LMILE_IN(lmile_check_tensor(L, 1))}, "zero_grad");
   lua_settop(L, 1);
   return 1;
 }
 static int m_detach(lua_State *L) {
-  mile_tensor *t = lmile_check_tensor(L, 1), *out;
-  return push_result(L, mile_detach(&out, t), out, "detach");
+  mile_tensor *t = lmile_check_tensor(L, 1);
+  return lmile_call(L, &(mile_call){.op = MILE_OP_DETACH, LMILE_IN(t)}, "detach");
 }
 static int m_set_grad(lua_State *L) { /* set_grad(tensor or nil): what optimisers and tests need */
   mile_tensor *t = lmile_check_tensor(L, 1);
   mile_tensor *g = lua_isnoneornil(L, 2) ? NULL : lmile_check_tensor(L, 2);
-  bool same = g && g->ndim == t->ndim && memcmp(g->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim) == 0;
-  if (g && !same) luaL_error(L, "set_grad: gradient shape does not match the tensor");
-  mile_tensor_release(t->grad);
-  t->grad = mile_tensor_retain(g);
+  lmile_call(L, &(mile_call){.op = MILE_OP_SET_GRAD, LMILE_IN(t, g)}, "set_grad");
   return 0;
 }
 static int m_storage_id(lua_State *L) { /* identity of the storage (to tell views apart from copies) */
