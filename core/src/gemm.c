@@ -7,6 +7,7 @@
  * row-major operands with transposes, so strided views are never copied. */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include <cblas.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -45,6 +46,14 @@ static void read_settings(void) {
     fixed_threads = env_count(names[i]);
   const char *backend = getenv("MILE_GEMM");
   if (backend && strcmp(backend, "openblas") == 0) use_onednn = false;
+  /* oneDNN's sgemm takes a packing buffer of up to a few hundred KiB from malloc on
+   * every call and frees it. glibc raises its mmap threshold the first time a large
+   * block is freed, after which those buffers come from the heap, where the small
+   * objects a step leaves between them (Lua's garbage until its next cycle) split
+   * each hole: the heap then grew by one buffer per step (0.7 MB a step at batch
+   * 1024, measured with a replayed step). A fixed threshold (glibc's default value)
+   * keeps them in mmap. */
+  if (use_onednn) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 }
 
 static void set_threads(int32_t n, bool onednn) {
