@@ -234,6 +234,8 @@ static int t_from(lua_State *L) {
     return push_constant(L, mile_scalar(&t, check_dtype(L, 2, MILE_FLOAT32), lua_tonumber(L, 1)), t, "from");
   }
   luaL_checktype(L, 1, LUA_TTABLE);
+  /* values computed in Lua (minibatch indices, masks) would be baked into the tape */
+  lmile_unrecorded(L, "tensor.from{...}", "builds a tensor from Lua values inside the step (pass it as an argument)");
   mile_dtype dtype = check_dtype(L, 2, MILE_FLOAT32);
   nested n = {0};
   nested_shape(L, 1, &n);

@@ -185,6 +185,8 @@ T.test("steps that cannot be replayed run as they are and say why", function()
     { function(v) return v:sum():item() end, "result 1 is a number" },
     { function(v) local _ = tostring(v); return v * 2 end, "tostring" },
     { function(v) return v + v[2] end, "t%[i%] reads" },
+    { function(v) return v:index_select(1, tensor.from { 3, 1 }) end, "builds a tensor from Lua values" },
+    { function(v) return v:gather(1, { 2, 2 }) end, "builds a tensor from Lua values" },
   }
   for i, c in ipairs(cases) do
     local step = compile(c[1])
