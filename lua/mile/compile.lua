@@ -41,10 +41,12 @@ local MAX_RECORDINGS = 8
 -- the optimisers stepped by the recording in progress (set by Optimizer:step)
 local stepped = nil
 
--- The hyperparameters an optimiser's recorded updates baked in (the learning rate
--- after its schedule, betas, eps, momentum, weight decay, ...), as one string.
+-- The hyperparameters of the groups (the learning rate after the schedule, betas, eps,
+-- momentum, weight decay, ...), skipping the parameters and their state.
 local SKIP = { params = true, steps = true, initial_lr = true, exp_avgs = true, exp_avg_sqs = true,
                momentum_buffers = true }
+--- hyper_key(opt) -> the hyperparameters an optimiser's updates use now, as a string
+-- (what a recording baked in; a replay needs the same).
 function M.hyper_key(opt)
   local parts = {}
   local factor = opt:lr_factor()
@@ -64,14 +66,14 @@ function M.hyper_key(opt)
   return table.concat(parts, ";")
 end
 
---- Called by an optimiser's step(): when a step is being recorded, its updates are on
--- the tape and the compiled step keeps the optimiser's Lua-side counts in line.
+--- note_optimizer(opt): called by an optimiser's step(); while a step is being recorded,
+-- its updates are on the tape, and replays check its hyperparameters and advance its count.
 function M.note_optimizer(opt)
   if stepped and core.recording() then stepped[opt] = M.hyper_key(opt) end
 end
 
---- true while a step is being recorded on this thread.
-M.recording = core.recording
+--- recording() -> true while a step is being recorded on this thread.
+function M.recording() return core.recording() end
 
 -- Flatten the arguments: tensors go to `inputs`, everything else into a key that
 -- guards the recording. Tables are read one level deep, keys in sorted order.

@@ -13,6 +13,7 @@ local lazy = {
   loop = "mile.loop", methods = "mile.methods", models = "mile.models", calibration = "mile.calibration",
   plot = "mile.plot", rundir = "mile.rundir", plugins = "mile.plugins", registry = "mile.registry", tasks = "mile.tasks",
   batch = "mile.batch", schedules = "mile.schedules", display = "mile.display", replay = "mile.replay",
+  compile = "mile.compile",
 }
 
 setmetatable(M, {
