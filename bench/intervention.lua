@@ -15,6 +15,8 @@
 --       the intervention probability, under no_grad; each network compiled
 --       (compile_forward, as mile.policy runs them in rollouts)
 --   inference_3nets_b1_uncompiled  the same with the networks' ordinary forward
+-- Each training case is followed by NAME_compiled: the same step through mile.compile
+-- (recorded once, replayed from C), with its speedup over the ordinary step.
 -- iv_ms is the intervention part alone (model + loss forward and backward on the
 -- networks' outputs, detached), so the remainder is networks and optimiser.
 -- gflop: the step's matrix products (forward, weight gradients, input gradients but
@@ -29,6 +31,7 @@ local optim = require "mile.optim"
 local ag = require "mile.autograd"
 local I = require "mile.intervention"
 local sys = require "mile.sys"
+local compile = require "mile.compile"
 
 local threads, steps_override, only = nil, nil, {}
 do
@@ -118,13 +121,17 @@ local function setup_train(kind, B)
     return I.gaussian { mu = po:narrow(2, 1, 4), log_sd = po:narrow(2, 5, 4), mental_mu = mo:narrow(2, 1, 4),
                         mental_log_sd = mo:narrow(2, 5, 4), cost = 1.0, scale = 1.0 }
   end
-  local function step()
+  local function body(x, nu, ah)
     opt:zero_grad()
     local m = model(policy(x), mental(x))
     local l = I.loss { model = m, variant = "paper", lambda = 0.5, nu = nu, human_action = ah }
     l.loss:backward()
     opt:step()
+    return l.loss
   end
+  local replayed = compile(body)
+  local function step() body(x, nu, ah) end
+  local function compiled_step() replayed(x, nu, ah) end
   local po = ag.no_grad(function() return policy(x) end):requires_grad(true)
   local mo = ag.no_grad(function() return mental(x) end):requires_grad(true)
   local function iv_step()
@@ -132,7 +139,7 @@ local function setup_train(kind, B)
     local l = I.loss { model = model(po, mo), variant = "paper", lambda = 0.5, nu = nu, human_action = ah }
     l.loss:backward()
   end
-  return step, iv_step
+  return step, iv_step, compiled_step, replayed
 end
 
 local function setup_inference(compiled)
@@ -201,13 +208,18 @@ for _, b in ipairs(BENCHES) do
                      { "us", med * 1e3 }, { "gflop", flops * 1e-9 }, { "bound_ms", flops / peak * 1e-6 },
                      { "ratio_to_bound", med / (flops / peak * 1e-6) } })
     else
-      local step, iv_step = setup_train(b.kind, b.batch)
+      local step, iv_step, compiled_step, replayed = setup_train(b.kind, b.batch)
       local med, p10, p90 = time_steps(step, n, 20)
       local iv = time_steps(iv_step, n, 20)
       local bound = step_flops(b.kind, b.batch) / peak * 1e-6
       emit(b.name, { { "ms", med }, { "p10_ms", p10 }, { "p90_ms", p90 }, { "batch", b.batch }, { "iv_ms", iv },
                      { "threads", nthreads }, { "gflop", step_flops(b.kind, b.batch) * 1e-9 }, { "bound_ms", bound },
                      { "ratio_to_bound", med / bound } })
+      local cmed, cp10, cp90 = time_steps(compiled_step, n, 20)
+      if replayed.reason then error("the compiled step did not replay: " .. replayed.reason) end
+      emit(b.name .. "_compiled", { { "ms", cmed }, { "p10_ms", cp10 }, { "p90_ms", cp90 }, { "batch", b.batch },
+                     { "threads", nthreads }, { "bound_ms", bound }, { "ratio_to_bound", cmed / bound },
+                     { "speedup", med / cmed }, { "ops", #replayed:ops() } })
     end
   end
 end
