@@ -44,6 +44,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "iv_internal.h"
 
 static const char *const FNAME = "probit_gaussian";
@@ -503,30 +505,39 @@ static mile_status gaussian_backward(mile_node *node, mile_tensor *g, mile_tenso
   if (st == MILE_OK) st = mile_contiguous(&gc, g);
   for (int i = 0; i < 4 && st == MILE_OK; i++)
     if (node->needs[i]) st = mile_empty(&grads[i], dtype, 2, in[0]->shape);
+  int nt = iv_row_threads(B);
+  size_t per_thread = (size_t)(9 * D + 3);
   if (st == MILE_OK) {
-    buf = malloc((size_t)(9 * D + 3) * sizeof *buf);
+    buf = malloc((size_t)nt * per_thread * sizeof *buf);
     gcs = calloc((size_t)B, sizeof *gcs), gss = calloc((size_t)B, sizeof *gss);
     if (!buf || !gcs || !gss) st = mile_err_nomem(FNAME);
   }
   if (st == MILE_OK) {
-    double *row[4] = {buf, buf + D, buf + 2 * D, buf + 3 * D}, *dk = buf + 4 * D, *o = buf + 8 * D, *gr = buf + 9 * D;
-    const double *pd = mile_data(partials);
-    for (int64_t b = 0; b < B; b++) {
-      for (int i = 0; i < 4; i++) iv_load_row(c[i], b, D, row[i]);
-      iv_load_row(gc, b, 3, gr);
-      row_k(D, row[0], row[1], row[2], row[3], dk);
-      const double *pb = pd + 4 * b;
-      /* saturating products: a derivative at +-DBL_MAX times a zero gradient is 0 */
-      double gt = iv_sat(iv_mul(gr[1], pb[0]) + iv_mul(gr[2], pb[2]));
-      double gs = iv_sat(iv_mul(gr[1], pb[1]) + iv_mul(gr[2], pb[3]));
-      double gk = iv_sat(gr[0] + gt);
-      gcs[b] = -gt, gss[b] = gs;
-      /* dk holds dK/dmu, dK/dlsd, dK/dm, dK/dls: the inputs' order */
-      for (int i = 0; i < 4; i++) {
-        if (!grads[i]) continue;
-        for (int64_t d = 0; d < D; d++)
-          o[d] = iv_mul(gk, dk[i * D + d]);
-        iv_store_grad_row(grads[i], b, D, o);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      double *mine = buf + (size_t)omp_get_thread_num() * per_thread;
+      double *row[4] = {mine, mine + D, mine + 2 * D, mine + 3 * D}, *dk = mine + 4 * D, *o = mine + 8 * D;
+      double *gr = mine + 9 * D;
+      const double *pd = mile_data(partials);
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < B; b++) {
+        for (int i = 0; i < 4; i++)
+          iv_load_row(c[i], b, D, row[i]);
+        iv_load_row(gc, b, 3, gr);
+        row_k(D, row[0], row[1], row[2], row[3], dk);
+        const double *pb = pd + 4 * b;
+        /* saturating products: a derivative at +-DBL_MAX times a zero gradient is 0 */
+        double gt = iv_sat(iv_mul(gr[1], pb[0]) + iv_mul(gr[2], pb[2]));
+        double gs = iv_sat(iv_mul(gr[1], pb[1]) + iv_mul(gr[2], pb[3]));
+        double gk = iv_sat(gr[0] + gt);
+        gcs[b] = -gt, gss[b] = gs;
+        /* dk holds dK/dmu, dK/dlsd, dK/dm, dK/dls: the inputs' order */
+        for (int i = 0; i < 4; i++) {
+          if (!grads[i]) continue;
+          for (int64_t d = 0; d < D; d++)
+            o[d] = iv_mul(gk, dk[i * D + d]);
+          iv_store_grad_row(grads[i], b, D, o);
+        }
       }
     }
   }
@@ -559,23 +570,37 @@ mile_status mile_probit_gaussian(mile_tensor **out, mile_tensor *mu, mile_tensor
   bool want_grad = mile_any_requires_grad(6, (mile_tensor *[]){mu, log_sd, mental_mu, mental_log_sd, cost_t, scale_t});
   if (st == MILE_OK && want_grad) st = mile_empty(&partials, MILE_FLOAT64, 2, pshape);
   double *buf = NULL;
-  if (st == MILE_OK && !(buf = malloc((size_t)(4 * D) * sizeof *buf))) st = mile_err_nomem(FNAME);
+  int nt = iv_row_threads(B);
+  size_t per_thread = (size_t)(4 * D);
+  if (st == MILE_OK && !(buf = malloc((size_t)nt * per_thread * sizeof *buf))) st = mile_err_nomem(FNAME);
+  int64_t bad_row = B; /* the first row with a non-finite input: reported below, on this thread */
   if (st == MILE_OK) {
     double *pd = partials ? mile_data(partials) : NULL;
-    static const char *const names[4] = {"mu", "log_sd", "mental_mu", "mental_log_sd"};
-    for (int64_t b = 0; b < B && st == MILE_OK; b++) {
-      for (int i = 0; i < 4; i++) iv_load_row(c[i], b, D, buf + i * D);
-      int64_t bad = iv_first_nonfinite(buf, 4 * D);
-      if (bad >= 0) {
-        st = iv_nonfinite_error(FNAME, names[bad / D], b, bad % D, buf[bad]);
-        break;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      double *mine = buf + (size_t)omp_get_thread_num() * per_thread;
+#pragma omp for schedule(static) reduction(min : bad_row)
+      for (int64_t b = 0; b < B; b++) {
+        for (int i = 0; i < 4; i++)
+          iv_load_row(c[i], b, D, mine + i * D);
+        if (iv_first_nonfinite(mine, 4 * D) >= 0) {
+          bad_row = b < bad_row ? b : bad_row;
+          continue;
+        }
+        double K = row_k(D, mine, mine + D, mine + 2 * D, mine + 3 * D, NULL);
+        side_value p, q;
+        gauss_pq(r, K - iv_param_at(&cost, b), iv_param_at(&scale, b), &p, &q);
+        double o[3] = {K, p.l, q.l};
+        iv_store_row(*out, b, 3, o);
+        if (pd) pd[4 * b] = p.dt, pd[4 * b + 1] = p.ds, pd[4 * b + 2] = q.dt, pd[4 * b + 3] = q.ds;
       }
-      double K = row_k(D, buf, buf + D, buf + 2 * D, buf + 3 * D, NULL);
-      side_value p, q;
-      gauss_pq(r, K - iv_param_at(&cost, b), iv_param_at(&scale, b), &p, &q);
-      double o[3] = {K, p.l, q.l};
-      iv_store_row(*out, b, 3, o);
-      if (pd) pd[4 * b] = p.dt, pd[4 * b + 1] = p.ds, pd[4 * b + 2] = q.dt, pd[4 * b + 3] = q.ds;
+    }
+    if (bad_row < B) {
+      static const char *const names[4] = {"mu", "log_sd", "mental_mu", "mental_log_sd"};
+      for (int i = 0; i < 4; i++)
+        iv_load_row(c[i], bad_row, D, buf + i * D);
+      int64_t bad = iv_first_nonfinite(buf, 4 * D);
+      st = iv_nonfinite_error(FNAME, names[bad / D], bad_row, bad % D, buf[bad]);
     }
   }
   free(buf);

@@ -9,6 +9,18 @@
 #include "internal.h"
 #include "mile/intervention.h"
 
+/* Threads for a kernel's independent rows: the products' count (mile/compute.h: fixed,
+ * or every core when automatic), at most one per IV_ROWS_PER_THREAD rows, so a small
+ * batch stays on the calling thread. Each row is computed alone and the same way on any
+ * thread: the results do not depend on the count. */
+enum { IV_ROWS_PER_THREAD = 256 };
+static inline int iv_row_threads(int64_t rows) {
+  int32_t n = mile_num_threads();
+  if (n == 0) n = mile_max_threads();
+  int64_t cap = rows / IV_ROWS_PER_THREAD;
+  return (int)(cap < 1 ? 1 : cap < n ? cap : n);
+}
+
 #define IV_LN_SQRT_2PI 0.91893853320467274178
 #define IV_INV_SQRT_2PI 0.39894228040143267794
 #define IV_SQRT1_2 0.70710678118654752440

@@ -533,6 +533,80 @@ static void test_errors(void **state) {
     mile_tensor_release(all[i]);
 }
 
+/* The kernels split their rows over threads from 256 rows on: one thread and three
+ * give the same bits (outputs and every input's gradient), and the error of a batch
+ * with several bad rows names the first one whatever thread met it. */
+enum { TB = 1200 };
+
+static void run_model(int gaussian, int threads, double *out, double *grads) {
+  CHECK(mile_set_num_threads(threads));
+  int64_t D = 3, shape[2] = {TB, D}, n = TB * D;
+  double *v = malloc(sizeof(double) * (size_t)n);
+  mile_tensor *in[4];
+  for (int i = 0; i < 4; i++) {
+    for (int64_t k = 0; k < n; k++)
+      v[k] = sin(0.37 * (double)(k + 101 * i)) * (i % 2 ? 0.8 : 2.5);
+    in[i] = tensor(MILE_FLOAT64, 2, shape, v, 1);
+  }
+  mile_tensor *c, *s, *o, *loss;
+  CHECK(mile_scalar(&c, MILE_FLOAT64, 0.4));
+  CHECK(mile_scalar(&s, MILE_FLOAT64, 1.3));
+  if (gaussian)
+    CHECK(mile_probit_gaussian(&o, in[0], in[1], in[2], in[3], c, s));
+  else
+    CHECK(mile_probit_discrete(&o, in[0], in[1], c, s));
+  int64_t m = mile_numel(o);
+  CHECK(mile_to_doubles(o, out));
+  mile_tensor *w = NULL, *prod;
+  double *wv = malloc(sizeof(double) * (size_t)m);
+  for (int64_t k = 0; k < m; k++)
+    wv[k] = cos(0.11 * (double)k);
+  w = tensor(MILE_FLOAT64, 2, o->shape, wv, 0);
+  CHECK(mile_binary(&prod, MILE_MUL, o, w));
+  CHECK(mile_reduce(&loss, MILE_SUM, prod, MILE_ALL_DIMS, 0));
+  CHECK(mile_backward(loss, NULL, 0));
+  for (int i = 0; i < (gaussian ? 4 : 2); i++)
+    CHECK(mile_to_doubles(in[i]->grad, grads + i * n));
+  for (int i = 0; i < 4; i++)
+    mile_tensor_release(in[i]);
+  mile_tensor_release(c), mile_tensor_release(s), mile_tensor_release(o), mile_tensor_release(loss);
+  mile_tensor_release(w), mile_tensor_release(prod);
+  free(v), free(wv);
+  CHECK(mile_set_num_threads(0));
+}
+
+static void test_threads_same_bits(void **state) {
+  (void)state;
+  size_t n_out = (size_t)TB * 14, n_grad = (size_t)TB * 3 * 4;
+  for (int gaussian = 0; gaussian < 2; gaussian++) {
+    double *o1 = calloc(n_out, sizeof(double)), *o3 = calloc(n_out, sizeof(double));
+    double *g1 = calloc(n_grad, sizeof(double)), *g3 = calloc(n_grad, sizeof(double));
+    run_model(gaussian, 1, o1, g1);
+    run_model(gaussian, 3, o3, g3);
+    assert_memory_equal(o1, o3, n_out * sizeof(double));
+    assert_memory_equal(g1, g3, n_grad * sizeof(double));
+    free(o1), free(o3), free(g1), free(g3);
+  }
+  /* bad rows 700 and 1100 (0-based): the error names 700 */
+  CHECK(mile_set_num_threads(3));
+  int64_t shape[2] = {TB, 3}, n = TB * 3;
+  double *v = calloc((size_t)n, sizeof(double));
+  v[1100 * 3 + 2] = NAN, v[700 * 3 + 1] = INFINITY;
+  mile_tensor *bad = tensor(MILE_FLOAT64, 2, shape, v, 0), *c, *o = NULL;
+  CHECK(mile_scalar(&c, MILE_FLOAT64, 1.0));
+  mile_tensor *zero;
+  double *z = calloc((size_t)n, sizeof(double));
+  zero = tensor(MILE_FLOAT64, 2, shape, z, 0);
+  assert_int_equal(mile_probit_discrete(&o, zero, bad, c, c), MILE_ERR_ARGUMENT);
+  assert_non_null(strstr(mile_last_error(), "mental_logits must be finite, got inf at sample 700, column 1"));
+  assert_int_equal(mile_probit_gaussian(&o, zero, zero, bad, zero, c, c), MILE_ERR_ARGUMENT);
+  assert_non_null(strstr(mile_last_error(), "mental_mu must be finite, got inf at sample 700, column 1"));
+  assert_null(o);
+  CHECK(mile_set_num_threads(0));
+  mile_tensor_release(bad), mile_tensor_release(c), mile_tensor_release(zero);
+  free(v), free(z);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_discrete_vectors),
@@ -545,6 +619,7 @@ int main(void) {
       cmocka_unit_test(test_property),
       cmocka_unit_test(test_property_extremes),
       cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_threads_same_bits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
