@@ -53,6 +53,19 @@ mile_status mile_gemm_tensors(mile_tensor *a, mile_tensor *b, double beta, void 
  * NULL): the linear layer's epilogue (linear.c), shared by compiled plans. */
 void mile_bias_act(mile_dtype dtype, void *y, const void *bias, int64_t rows, int64_t cols, mile_activation act);
 
+/* ---- threads for independent work (parallel.c) ------------------------------- */
+/* fn over [begin, end) of 0..n; `part` (0 .. threads-1) tells the pieces apart, for
+ * per-thread scratch. */
+typedef void (*mile_range_fn)(int64_t begin, int64_t end, int part, void *ctx);
+/* Run fn over 0..n split into `threads` contiguous pieces, at most one per thread;
+ * threads <= 1 calls fn(0, n, 0, ctx) on this thread. */
+void mile_parallel_for(int64_t n, int threads, mile_range_fn fn, void *ctx);
+/* Threads for an elementwise pass over n elements (Adam, a layer's bias and
+ * activation): the products' count (fixed, or every core when automatic) from
+ * MILE_PASS_PARALLEL elements on, one below. */
+enum { MILE_PASS_PARALLEL = 1 << 15 };
+int mile_pass_threads(int64_t n);
+
 /* ---- atomic files (atomic_file.c) ------------------------------------------ */
 /* A file being written to a temporary beside its target; committed by a rename. */
 typedef struct mile_sink {

@@ -32,8 +32,6 @@
  * like |x| and phi(x) is at most 0.4. */
 #include <string.h>
 
-#include <omp.h>
-
 #include "iv_internal.h"
 
 static const char *const FNAME = "probit_discrete";
@@ -192,6 +190,66 @@ static double limit_weights(row_work *w, int64_t A, int side, double *out) {
   return sum;
 }
 
+/* The rows [b0, b1) of the backward pass: each row alone, with its own scratch. */
+typedef struct backward_rows {
+  mile_tensor *lh, *lm, *gc, **grads;
+  const iv_param *cost, *scale;
+  int64_t A, W;
+  double *buf, *gcs, *gss; /* buf: per_part doubles for each piece */
+  size_t per_part;
+} backward_rows;
+
+static void backward_range(int64_t b0, int64_t b1, int part, void *ctx) {
+  const backward_rows *k = ctx;
+  int64_t A = k->A, W = k->W;
+  double *mine = k->buf + (size_t)part * k->per_part;
+  row_work w;
+  row_init(&w, mine, A);
+  double *glp = mine + 8 * A, *gD = mine + 9 * A, *out = mine + 10 * A, *wlim = mine + 11 * A, *vlim = mine + 12 * A;
+  double *gr = mine + 13 * A; /* W values */
+  for (int64_t b = b0; b < b1; b++) {
+    double c = iv_param_at(k->cost, b), sigma = iv_param_at(k->scale, b);
+    iv_load_row(k->lh, b, A, w.lh);
+    iv_load_row(k->lm, b, A, w.lm);
+    iv_load_row(k->gc, b, W, gr);
+    row_forward(&w, A, c, sigma);
+    double gP = gr[4 * A], gN = gr[4 * A + 1], S = 0, Slp = 0, Gc = 0, Gs = 0;
+    /* ln p or ln(1 - p) at -inf: the posterior weights w_a, v_a are their limits,
+     * all of the mass on the largest x (for p) or the smallest (for 1 - p) */
+    double wnorm = gP != 0 && w.logp == -INFINITY ? limit_weights(&w, A, +1, wlim) : 0;
+    double vnorm = gN != 0 && w.log1mp == -INFINITY ? limit_weights(&w, A, -1, vlim) : 0;
+    for (int64_t a = 0; a < A; a++) {
+      double x = w.x[a];
+      double wa = gP == 0 ? 0 : wnorm > 0 ? wlim[a] / wnorm : exp(w.lp[a] + w.lq[a] - w.logp);
+      double va = gN == 0 ? 0 : vnorm > 0 ? vlim[a] / vnorm : exp(w.lp[a] + w.lqc[a] - w.log1mp);
+      double gx = 0;
+      /* the products saturate: far out h(x) ~ |x| may be ~1e308, and x itself inf */
+      if (gP * wa + gr[2 * A + a] != 0) gx += iv_mul(gP * wa + gr[2 * A + a], iv_hazard(x, w.lq[a]));
+      if (gN * va != 0) gx -= iv_mul(gN * va, iv_hazard(-x, w.lqc[a]));
+      if (gr[3 * A + a] != 0) gx += gr[3 * A + a] * exp(-0.5 * x * x) * IV_INV_SQRT_2PI;
+      gx = iv_sat(gx);
+      double gxs = iv_sat(gx / sigma);
+      glp[a] = gr[a] + gP * wa + gN * va;
+      gD[a] = iv_sat(gr[A + a] + gxs);
+      S = iv_sat(S + gD[a]);
+      Slp += glp[a];
+      Gc = iv_sat(Gc - gxs);
+      Gs = iv_sat(Gs - iv_mul(gxs, x));
+    }
+    k->gcs[b] = Gc, k->gss[b] = Gs;
+    if (k->grads[0]) {
+      for (int64_t a = 0; a < A; a++)
+        out[a] = gD[a] - w.pm[a] * S + glp[a] - exp(w.lp[a]) * Slp;
+      iv_store_grad_row(k->grads[0], b, A, out);
+    }
+    if (k->grads[1]) {
+      for (int64_t a = 0; a < A; a++)
+        out[a] = iv_mul(-S * w.pm[a], w.delta[a]);
+      iv_store_grad_row(k->grads[1], b, A, out);
+    }
+  }
+}
+
 static mile_status discrete_backward(mile_node *node, mile_tensor *g, mile_tensor **grads) {
   mile_tensor *lh_t, *lm_t, *cost_t, *scale_t;
   MILE_TRY(mile_node_saved(node, 0, &lh_t));
@@ -210,66 +268,17 @@ static mile_status discrete_backward(mile_node *node, mile_tensor *g, mile_tenso
   if (st == MILE_OK) st = iv_param_read(FNAME, "scale", scale_t, B, dtype, true, &scale);
   if (st == MILE_OK && node->needs[0]) st = mile_empty(&grads[0], dtype, 2, lh->shape);
   if (st == MILE_OK && node->needs[1]) st = mile_empty(&grads[1], dtype, 2, lm->shape);
-  int nt = iv_row_threads(B);
-  size_t per_thread = (size_t)(14 * A + W);
+  int parts = iv_row_threads(B);
+  size_t per_part = (size_t)(14 * A + W);
   if (st == MILE_OK) {
-    buf = malloc((size_t)nt * per_thread * sizeof *buf);
+    buf = malloc((size_t)parts * per_part * sizeof *buf);
     gcs = calloc((size_t)B, sizeof *gcs);
     gss = calloc((size_t)B, sizeof *gss);
     if (!buf || !gcs || !gss) st = mile_err_nomem(FNAME);
   }
   if (st == MILE_OK) {
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-      double *mine = buf + (size_t)omp_get_thread_num() * per_thread;
-      row_work w;
-      row_init(&w, mine, A);
-      double *glp = mine + 8 * A, *gD = mine + 9 * A, *out = mine + 10 * A, *wlim = mine + 11 * A,
-             *vlim = mine + 12 * A;
-      double *gr = mine + 13 * A; /* W values */
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < B; b++) {
-        double c = iv_param_at(&cost, b), sigma = iv_param_at(&scale, b);
-        iv_load_row(lh, b, A, w.lh);
-        iv_load_row(lm, b, A, w.lm);
-        iv_load_row(gc, b, W, gr);
-        row_forward(&w, A, c, sigma);
-        double gP = gr[4 * A], gN = gr[4 * A + 1], S = 0, Slp = 0, Gc = 0, Gs = 0;
-        /* ln p or ln(1 - p) at -inf: the posterior weights w_a, v_a are their limits,
-         * all of the mass on the largest x (for p) or the smallest (for 1 - p) */
-        double wnorm = gP != 0 && w.logp == -INFINITY ? limit_weights(&w, A, +1, wlim) : 0;
-        double vnorm = gN != 0 && w.log1mp == -INFINITY ? limit_weights(&w, A, -1, vlim) : 0;
-        for (int64_t a = 0; a < A; a++) {
-          double x = w.x[a];
-          double wa = gP == 0 ? 0 : wnorm > 0 ? wlim[a] / wnorm : exp(w.lp[a] + w.lq[a] - w.logp);
-          double va = gN == 0 ? 0 : vnorm > 0 ? vlim[a] / vnorm : exp(w.lp[a] + w.lqc[a] - w.log1mp);
-          double gx = 0;
-          /* the products saturate: far out h(x) ~ |x| may be ~1e308, and x itself inf */
-          if (gP * wa + gr[2 * A + a] != 0) gx += iv_mul(gP * wa + gr[2 * A + a], iv_hazard(x, w.lq[a]));
-          if (gN * va != 0) gx -= iv_mul(gN * va, iv_hazard(-x, w.lqc[a]));
-          if (gr[3 * A + a] != 0) gx += gr[3 * A + a] * exp(-0.5 * x * x) * IV_INV_SQRT_2PI;
-          gx = iv_sat(gx);
-          double gxs = iv_sat(gx / sigma);
-          glp[a] = gr[a] + gP * wa + gN * va;
-          gD[a] = iv_sat(gr[A + a] + gxs);
-          S = iv_sat(S + gD[a]);
-          Slp += glp[a];
-          Gc = iv_sat(Gc - gxs);
-          Gs = iv_sat(Gs - iv_mul(gxs, x));
-        }
-        gcs[b] = Gc, gss[b] = Gs;
-        if (grads[0]) {
-          for (int64_t a = 0; a < A; a++)
-            out[a] = gD[a] - w.pm[a] * S + glp[a] - exp(w.lp[a]) * Slp;
-          iv_store_grad_row(grads[0], b, A, out);
-        }
-        if (grads[1]) {
-          for (int64_t a = 0; a < A; a++)
-            out[a] = iv_mul(-S * w.pm[a], w.delta[a]);
-          iv_store_grad_row(grads[1], b, A, out);
-        }
-      }
-    }
+    backward_rows k = {lh, lm, gc, grads, &cost, &scale, A, W, buf, gcs, gss, per_part};
+    mile_parallel_for(B, parts, backward_range, &k);
   }
   if (st == MILE_OK && node->needs[2]) st = iv_param_grad(&grads[2], cost_t, gcs, B);
   if (st == MILE_OK && node->needs[3]) st = iv_param_grad(&grads[3], scale_t, gss, B);
@@ -280,6 +289,43 @@ static mile_status discrete_backward(mile_node *node, mile_tensor *g, mile_tenso
 }
 
 /* ---- forward ------------------------------------------------------------------- */
+
+/* The rows [b0, b1) of the forward pass; a row with a non-finite logit is skipped and
+ * the piece's first such row noted (the error is raised by the caller). */
+typedef struct forward_rows {
+  mile_tensor *lh, *lm, *out;
+  const iv_param *cost, *scale;
+  int64_t A, W;
+  double *buf;
+  size_t per_part;
+  int64_t *first_bad;
+} forward_rows;
+
+static void forward_range(int64_t b0, int64_t b1, int part, void *ctx) {
+  const forward_rows *k = ctx;
+  int64_t A = k->A;
+  double *mine = k->buf + (size_t)part * k->per_part;
+  row_work w;
+  row_init(&w, mine, A);
+  double *row = mine + 8 * A;
+  for (int64_t b = b0; b < b1; b++) {
+    iv_load_row(k->lh, b, A, w.lh);
+    iv_load_row(k->lm, b, A, w.lm);
+    if (iv_first_nonfinite(w.lh, A) >= 0 || iv_first_nonfinite(w.lm, A) >= 0) {
+      if (b < k->first_bad[part]) k->first_bad[part] = b;
+      continue;
+    }
+    row_forward(&w, A, iv_param_at(k->cost, b), iv_param_at(k->scale, b));
+    for (int64_t a = 0; a < A; a++) {
+      row[a] = w.lp[a];
+      row[A + a] = w.delta[a];
+      row[2 * A + a] = w.lq[a];
+      row[3 * A + a] = exp(w.lq[a]);
+    }
+    row[4 * A] = w.logp, row[4 * A + 1] = w.log1mp;
+    iv_store_row(k->out, b, k->W, row);
+  }
+}
 
 mile_status mile_probit_discrete(mile_tensor **out, mile_tensor *policy_logits, mile_tensor *mental_logits,
                                  mile_tensor *cost_t, mile_tensor *scale_t) {
@@ -297,36 +343,22 @@ mile_status mile_probit_discrete(mile_tensor **out, mile_tensor *policy_logits, 
   if (st == MILE_OK) st = mile_contiguous(&lm, mental_logits);
   int64_t shape[2] = {B, W};
   if (st == MILE_OK) st = mile_empty(out, dtype, 2, shape);
-  int nt = iv_row_threads(B);
-  size_t per_thread = (size_t)(8 * A + W);
-  if (st == MILE_OK && !(buf = malloc((size_t)nt * per_thread * sizeof *buf))) st = mile_err_nomem(FNAME);
-  int64_t bad_row = B; /* the first row with a non-finite logit: reported below, on this thread */
+  int parts = iv_row_threads(B);
+  size_t per_part = (size_t)(8 * A + W);
+  int64_t *first_bad = NULL; /* per piece: its first row with a non-finite logit, B if none */
   if (st == MILE_OK) {
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-      double *mine = buf + (size_t)omp_get_thread_num() * per_thread;
-      row_work w;
-      row_init(&w, mine, A);
-      double *row = mine + 8 * A;
-#pragma omp for schedule(static) reduction(min : bad_row)
-      for (int64_t b = 0; b < B; b++) {
-        iv_load_row(lh, b, A, w.lh);
-        iv_load_row(lm, b, A, w.lm);
-        if (iv_first_nonfinite(w.lh, A) >= 0 || iv_first_nonfinite(w.lm, A) >= 0) {
-          bad_row = b < bad_row ? b : bad_row;
-          continue;
-        }
-        row_forward(&w, A, iv_param_at(&cost, b), iv_param_at(&scale, b));
-        for (int64_t a = 0; a < A; a++) {
-          row[a] = w.lp[a];
-          row[A + a] = w.delta[a];
-          row[2 * A + a] = w.lq[a];
-          row[3 * A + a] = exp(w.lq[a]);
-        }
-        row[4 * A] = w.logp, row[4 * A + 1] = w.log1mp;
-        iv_store_row(*out, b, W, row);
-      }
-    }
+    buf = malloc((size_t)parts * per_part * sizeof *buf);
+    first_bad = malloc((size_t)parts * sizeof *first_bad);
+    if (!buf || !first_bad) st = mile_err_nomem(FNAME);
+  }
+  if (st == MILE_OK) {
+    for (int p = 0; p < parts; p++)
+      first_bad[p] = B;
+    forward_rows k = {lh, lm, *out, &cost, &scale, A, W, buf, per_part, first_bad};
+    mile_parallel_for(B, parts, forward_range, &k);
+    int64_t bad_row = B; /* reported here, on the calling thread */
+    for (int p = 0; p < parts; p++)
+      bad_row = first_bad[p] < bad_row ? first_bad[p] : bad_row;
     if (bad_row < B) {
       double *lrow = buf, *mrow = buf + A;
       iv_load_row(lh, bad_row, A, lrow);
@@ -336,6 +368,7 @@ mile_status mile_probit_discrete(mile_tensor **out, mile_tensor *policy_logits, 
                       : iv_nonfinite_error(FNAME, "mental_logits", bad_row, in_lm, mrow[in_lm]);
     }
   }
+  free(first_bad);
   free(buf);
   iv_param_free(&cost), iv_param_free(&scale);
   mile_tensor_release(lh), mile_tensor_release(lm);

@@ -44,8 +44,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include <omp.h>
-
 #include "iv_internal.h"
 
 static const char *const FNAME = "probit_gaussian";
@@ -491,6 +489,77 @@ static double row_k(int64_t D, const double *mu, const double *lsd, const double
 
 static void release_partials(void *t) { mile_tensor_release(t); }
 
+/* The rows [b0, b1) of the backward pass, each alone with its own scratch. */
+typedef struct backward_rows {
+  mile_tensor *in[4], *gc, **grads;
+  const double *partials; /* [B, 4] from the forward */
+  int64_t D;
+  double *buf;
+  size_t per_part;
+  double *gcs, *gss;
+} backward_rows;
+
+static void backward_range(int64_t b0, int64_t b1, int part, void *ctx) {
+  const backward_rows *k = ctx;
+  int64_t D = k->D;
+  double *mine = k->buf + (size_t)part * k->per_part;
+  double *row[4] = {mine, mine + D, mine + 2 * D, mine + 3 * D}, *dk = mine + 4 * D, *o = mine + 8 * D;
+  double *gr = mine + 9 * D;
+  for (int64_t b = b0; b < b1; b++) {
+    for (int i = 0; i < 4; i++)
+      iv_load_row(k->in[i], b, D, row[i]);
+    iv_load_row(k->gc, b, 3, gr);
+    row_k(D, row[0], row[1], row[2], row[3], dk);
+    const double *pb = k->partials + 4 * b;
+    /* saturating products: a derivative at +-DBL_MAX times a zero gradient is 0 */
+    double gt = iv_sat(iv_mul(gr[1], pb[0]) + iv_mul(gr[2], pb[2]));
+    double gs = iv_sat(iv_mul(gr[1], pb[1]) + iv_mul(gr[2], pb[3]));
+    double gk = iv_sat(gr[0] + gt);
+    k->gcs[b] = -gt, k->gss[b] = gs;
+    /* dk holds dK/dmu, dK/dlsd, dK/dm, dK/dls: the inputs' order */
+    for (int i = 0; i < 4; i++) {
+      if (!k->grads[i]) continue;
+      for (int64_t d = 0; d < D; d++)
+        o[d] = iv_mul(gk, dk[i * D + d]);
+      iv_store_grad_row(k->grads[i], b, D, o);
+    }
+  }
+}
+
+/* The rows [b0, b1) of the forward pass; a row with a non-finite input is skipped and
+ * the piece's first such row noted (the error is raised by the caller). */
+typedef struct forward_rows {
+  mile_tensor *in[4], *out;
+  const iv_rule *rule;
+  const iv_param *cost, *scale;
+  double *partials; /* [B, 4] derivatives for backward, or NULL */
+  int64_t D;
+  double *buf;
+  size_t per_part;
+  int64_t *first_bad;
+} forward_rows;
+
+static void forward_range(int64_t b0, int64_t b1, int part, void *ctx) {
+  const forward_rows *k = ctx;
+  int64_t D = k->D;
+  double *mine = k->buf + (size_t)part * k->per_part;
+  for (int64_t b = b0; b < b1; b++) {
+    for (int i = 0; i < 4; i++)
+      iv_load_row(k->in[i], b, D, mine + i * D);
+    if (iv_first_nonfinite(mine, 4 * D) >= 0) {
+      if (b < k->first_bad[part]) k->first_bad[part] = b;
+      continue;
+    }
+    double K = row_k(D, mine, mine + D, mine + 2 * D, mine + 3 * D, NULL);
+    side_value p, q;
+    gauss_pq(k->rule, K - iv_param_at(k->cost, b), iv_param_at(k->scale, b), &p, &q);
+    double o[3] = {K, p.l, q.l};
+    iv_store_row(k->out, b, 3, o);
+    double *pd = k->partials;
+    if (pd) pd[4 * b] = p.dt, pd[4 * b + 1] = p.ds, pd[4 * b + 2] = q.dt, pd[4 * b + 3] = q.ds;
+  }
+}
+
 static mile_status gaussian_backward(mile_node *node, mile_tensor *g, mile_tensor **grads) {
   mile_tensor *in[6], *c[4] = {0}, *gc = NULL;
   for (int i = 0; i < 4; i++) MILE_TRY(mile_node_saved(node, i, &in[i]));
@@ -505,41 +574,16 @@ static mile_status gaussian_backward(mile_node *node, mile_tensor *g, mile_tenso
   if (st == MILE_OK) st = mile_contiguous(&gc, g);
   for (int i = 0; i < 4 && st == MILE_OK; i++)
     if (node->needs[i]) st = mile_empty(&grads[i], dtype, 2, in[0]->shape);
-  int nt = iv_row_threads(B);
-  size_t per_thread = (size_t)(9 * D + 3);
+  int parts = iv_row_threads(B);
+  size_t per_part = (size_t)(9 * D + 3);
   if (st == MILE_OK) {
-    buf = malloc((size_t)nt * per_thread * sizeof *buf);
+    buf = malloc((size_t)parts * per_part * sizeof *buf);
     gcs = calloc((size_t)B, sizeof *gcs), gss = calloc((size_t)B, sizeof *gss);
     if (!buf || !gcs || !gss) st = mile_err_nomem(FNAME);
   }
   if (st == MILE_OK) {
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-      double *mine = buf + (size_t)omp_get_thread_num() * per_thread;
-      double *row[4] = {mine, mine + D, mine + 2 * D, mine + 3 * D}, *dk = mine + 4 * D, *o = mine + 8 * D;
-      double *gr = mine + 9 * D;
-      const double *pd = mile_data(partials);
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < B; b++) {
-        for (int i = 0; i < 4; i++)
-          iv_load_row(c[i], b, D, row[i]);
-        iv_load_row(gc, b, 3, gr);
-        row_k(D, row[0], row[1], row[2], row[3], dk);
-        const double *pb = pd + 4 * b;
-        /* saturating products: a derivative at +-DBL_MAX times a zero gradient is 0 */
-        double gt = iv_sat(iv_mul(gr[1], pb[0]) + iv_mul(gr[2], pb[2]));
-        double gs = iv_sat(iv_mul(gr[1], pb[1]) + iv_mul(gr[2], pb[3]));
-        double gk = iv_sat(gr[0] + gt);
-        gcs[b] = -gt, gss[b] = gs;
-        /* dk holds dK/dmu, dK/dlsd, dK/dm, dK/dls: the inputs' order */
-        for (int i = 0; i < 4; i++) {
-          if (!grads[i]) continue;
-          for (int64_t d = 0; d < D; d++)
-            o[d] = iv_mul(gk, dk[i * D + d]);
-          iv_store_grad_row(grads[i], b, D, o);
-        }
-      }
-    }
+    backward_rows k = {{c[0], c[1], c[2], c[3]}, gc, grads, mile_data(partials), D, buf, per_part, gcs, gss};
+    mile_parallel_for(B, parts, backward_range, &k);
   }
   if (st == MILE_OK && node->needs[4]) st = iv_param_grad(&grads[4], in[4], gcs, B);
   if (st == MILE_OK && node->needs[5]) st = iv_param_grad(&grads[5], in[5], gss, B);
@@ -570,31 +614,31 @@ mile_status mile_probit_gaussian(mile_tensor **out, mile_tensor *mu, mile_tensor
   bool want_grad = mile_any_requires_grad(6, (mile_tensor *[]){mu, log_sd, mental_mu, mental_log_sd, cost_t, scale_t});
   if (st == MILE_OK && want_grad) st = mile_empty(&partials, MILE_FLOAT64, 2, pshape);
   double *buf = NULL;
-  int nt = iv_row_threads(B);
-  size_t per_thread = (size_t)(4 * D);
-  if (st == MILE_OK && !(buf = malloc((size_t)nt * per_thread * sizeof *buf))) st = mile_err_nomem(FNAME);
-  int64_t bad_row = B; /* the first row with a non-finite input: reported below, on this thread */
+  int parts = iv_row_threads(B);
+  size_t per_part = (size_t)(4 * D);
+  int64_t *first_bad = NULL; /* per piece: its first row with a non-finite input, B if none */
   if (st == MILE_OK) {
-    double *pd = partials ? mile_data(partials) : NULL;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-      double *mine = buf + (size_t)omp_get_thread_num() * per_thread;
-#pragma omp for schedule(static) reduction(min : bad_row)
-      for (int64_t b = 0; b < B; b++) {
-        for (int i = 0; i < 4; i++)
-          iv_load_row(c[i], b, D, mine + i * D);
-        if (iv_first_nonfinite(mine, 4 * D) >= 0) {
-          bad_row = b < bad_row ? b : bad_row;
-          continue;
-        }
-        double K = row_k(D, mine, mine + D, mine + 2 * D, mine + 3 * D, NULL);
-        side_value p, q;
-        gauss_pq(r, K - iv_param_at(&cost, b), iv_param_at(&scale, b), &p, &q);
-        double o[3] = {K, p.l, q.l};
-        iv_store_row(*out, b, 3, o);
-        if (pd) pd[4 * b] = p.dt, pd[4 * b + 1] = p.ds, pd[4 * b + 2] = q.dt, pd[4 * b + 3] = q.ds;
-      }
-    }
+    buf = malloc((size_t)parts * per_part * sizeof *buf);
+    first_bad = malloc((size_t)parts * sizeof *first_bad);
+    if (!buf || !first_bad) st = mile_err_nomem(FNAME);
+  }
+  if (st == MILE_OK) {
+    for (int p = 0; p < parts; p++)
+      first_bad[p] = B;
+    forward_rows k = {{c[0], c[1], c[2], c[3]},
+                      *out,
+                      r,
+                      &cost,
+                      &scale,
+                      partials ? mile_data(partials) : NULL,
+                      D,
+                      buf,
+                      per_part,
+                      first_bad};
+    mile_parallel_for(B, parts, forward_range, &k);
+    int64_t bad_row = B; /* reported here, on the calling thread */
+    for (int p = 0; p < parts; p++)
+      bad_row = first_bad[p] < bad_row ? first_bad[p] : bad_row;
     if (bad_row < B) {
       static const char *const names[4] = {"mu", "log_sd", "mental_mu", "mental_log_sd"};
       for (int i = 0; i < 4; i++)
@@ -603,6 +647,7 @@ mile_status mile_probit_gaussian(mile_tensor **out, mile_tensor *mu, mile_tensor
       st = iv_nonfinite_error(FNAME, names[bad / D], bad_row, bad % D, buf[bad]);
     }
   }
+  free(first_bad);
   free(buf);
   iv_param_free(&cost), iv_param_free(&scale);
   for (int i = 0; i < 4; i++) mile_tensor_release(c[i]);

@@ -18,16 +18,28 @@ const char *mile_activation_name(mile_activation act) {
   return (unsigned)act < MILE_ACT_COUNT ? names[act] : "unknown";
 }
 
+/* The elementwise passes split over threads (mile_parallel_for) from
+ * MILE_PASS_PARALLEL elements on: each element's expression is the same on any thread. */
+typedef struct pass_args {
+  void *out;
+  const void *a, *b; /* bias_act: the bias; act_grad: g and y */
+  int64_t cols;
+  mile_activation act;
+} pass_args;
+
 /* y[r][j] = act(y[r][j] + b[j]) over rows x cols (b may be NULL); the expressions are
  * elementwise.c's, so that fused and unfused layers agree to the bit. */
 #define DEF_BIAS_ACT(T, SFX)                                                                                           \
-  static void bias_act_##SFX(T *y, const T *b, int64_t rows, int64_t cols, mile_activation act) {                      \
-    for (int64_t r = 0; r < rows; r++) {                                                                               \
-      T *row = y + r * cols;                                                                                           \
+  static void bias_act_range_##SFX(int64_t r0, int64_t r1, int part, void *ctx) {                                      \
+    const pass_args *k = ctx;                                                                                          \
+    const T *b = k->a;                                                                                                 \
+    int64_t cols = k->cols;                                                                                            \
+    for (int64_t r = r0; r < r1; r++) {                                                                                \
+      T *row = (T *)k->out + r * cols;                                                                                 \
       if (b)                                                                                                           \
         for (int64_t j = 0; j < cols; j++)                                                                             \
           row[j] = row[j] + b[j];                                                                                      \
-      switch (act) {                                                                                                   \
+      switch (k->act) {                                                                                                \
       case MILE_ACT_RELU:                                                                                              \
         for (int64_t j = 0; j < cols; j++)                                                                             \
           row[j] = row[j] > 0 ? row[j] : 0;                                                                            \
@@ -45,22 +57,33 @@ const char *mile_activation_name(mile_activation act) {
       }                                                                                                                \
     }                                                                                                                  \
   }                                                                                                                    \
+  static void bias_act_##SFX(T *y, const T *b, int64_t rows, int64_t cols, mile_activation act) {                      \
+    pass_args k = {y, b, NULL, cols, act};                                                                             \
+    mile_parallel_for(rows, mile_pass_threads(rows *cols), bias_act_range_##SFX, &k);                                  \
+  }                                                                                                                    \
   /* gz = g * act'(y), from the output y */                                                                            \
-  static void act_grad_##SFX(T *gz, const T *g, const T *y, int64_t n, mile_activation act) {                          \
-    switch (act) {                                                                                                     \
+  static void act_grad_range_##SFX(int64_t i0, int64_t i1, int part, void *ctx) {                                      \
+    const pass_args *k = ctx;                                                                                          \
+    T *gz = k->out;                                                                                                    \
+    const T *g = k->a, *y = k->b;                                                                                      \
+    switch (k->act) {                                                                                                  \
     case MILE_ACT_RELU:                                                                                                \
-      for (int64_t i = 0; i < n; i++)                                                                                  \
+      for (int64_t i = i0; i < i1; i++)                                                                                \
         gz[i] = y[i] > 0 ? g[i] : 0;                                                                                   \
       break;                                                                                                           \
     case MILE_ACT_TANH:                                                                                                \
-      for (int64_t i = 0; i < n; i++)                                                                                  \
+      for (int64_t i = i0; i < i1; i++)                                                                                \
         gz[i] = (T)(g[i] * (1 - y[i] * y[i]));                                                                         \
       break;                                                                                                           \
     default:                                                                                                           \
-      for (int64_t i = 0; i < n; i++)                                                                                  \
+      for (int64_t i = i0; i < i1; i++)                                                                                \
         gz[i] = (T)(g[i] * y[i] * (1 - y[i]));                                                                         \
       break;                                                                                                           \
     }                                                                                                                  \
+  }                                                                                                                    \
+  static void act_grad_##SFX(T *gz, const T *g, const T *y, int64_t n, mile_activation act) {                          \
+    pass_args k = {gz, g, y, 0, act};                                                                                  \
+    mile_parallel_for(n, mile_pass_threads(n), act_grad_range_##SFX, &k);                                              \
   }
 DEF_BIAS_ACT(float, f32)
 DEF_BIAS_ACT(double, f64)

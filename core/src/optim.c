@@ -46,20 +46,36 @@ typedef struct adam_coef {
   double eps;
 } adam_coef;
 
-#define DEF_ADAM_LOOP(T, SFX, SQRT)                                                                     \
-  static void adam_loop_##SFX(int64_t n, T *restrict p, const T *restrict g, T *restrict m,         \
-                              T *restrict v, const adam_coef *c) {                                  \
-    const T decay = (T)c->decay, wd = (T)c->coupled_wd, b1 = (T)c->beta1, b2 = (T)c->beta2;         \
-    const T omb1 = (T)(1 - c->beta1), omb2 = (T)(1 - c->beta2), step_size = (T)c->step_size;        \
-    const T bc2_sqrt = (T)c->bc2_sqrt, eps = (T)c->eps;                                             \
-    for (int64_t i = 0; i < n; i++) {                                                               \
-      T pi = p[i], gi = g[i] + wd * pi;                                                             \
-      pi *= decay;                                                                                  \
-      T mi = b1 * m[i] + omb1 * gi;                                                                 \
-      T vi = b2 * v[i] + omb2 * gi * gi;                                                            \
-      m[i] = mi, v[i] = vi;                                                                         \
-      p[i] = pi - step_size * mi / (SQRT(vi) / bc2_sqrt + eps);                                     \
-    }                                                                                               \
+/* One Adam update over elements [i0, i1); the elements are independent, so the loop is
+ * split over threads (mile_parallel_for) from MILE_PASS_PARALLEL elements on. */
+typedef struct adam_args {
+  void *p, *m, *v;
+  const void *g;
+  const adam_coef *c;
+} adam_args;
+
+#define DEF_ADAM_LOOP(T, SFX, SQRT)                                                                                    \
+  static void adam_range_##SFX(int64_t i0, int64_t i1, int part, void *ctx) {                                          \
+    const adam_args *k = ctx;                                                                                          \
+    const adam_coef *c = k->c;                                                                                         \
+    T *restrict p = k->p, *restrict m = k->m, *restrict v = k->v;                                                      \
+    const T *restrict g = k->g;                                                                                        \
+    const T decay = (T)c->decay, wd = (T)c->coupled_wd, b1 = (T)c->beta1, b2 = (T)c->beta2;                            \
+    const T omb1 = (T)(1 - c->beta1), omb2 = (T)(1 - c->beta2), step_size = (T)c->step_size;                           \
+    const T bc2_sqrt = (T)c->bc2_sqrt, eps = (T)c->eps;                                                                \
+    for (int64_t i = i0; i < i1; i++) {                                                                                \
+      T pi = p[i], gi = g[i] + wd * pi;                                                                                \
+      pi *= decay;                                                                                                     \
+      T mi = b1 * m[i] + omb1 * gi;                                                                                    \
+      T vi = b2 * v[i] + omb2 * gi * gi;                                                                               \
+      m[i] = mi, v[i] = vi;                                                                                            \
+      p[i] = pi - step_size * mi / (SQRT(vi) / bc2_sqrt + eps);                                                        \
+    }                                                                                                                  \
+  }                                                                                                                    \
+  static void adam_loop_##SFX(int64_t n, T *restrict p, const T *restrict g, T *restrict m, T *restrict v,             \
+                              const adam_coef *c) {                                                                    \
+    adam_args k = {p, m, v, g, c};                                                                                     \
+    mile_parallel_for(n, mile_pass_threads(n), adam_range_##SFX, &k);                                                  \
   }
 DEF_ADAM_LOOP(float, f32, sqrtf)
 DEF_ADAM_LOOP(double, f64, sqrt)
