@@ -17,7 +17,7 @@ FUZZ_SMOKE_SECONDS ?= 20
 # past CI's 20 minutes). Budget of `make test` on 2 cores:
 # build 4 min, ctest ~8 (slurm, browser, install and kill tests included), fuzz build 1.5,
 # 5 fuzzers x 20 s 2, ASan build 2.5, ASan tests 1.
-ASAN_CI_TESTS ?= ^(core_|data_|io_|intervention_|envs_test_lunar|teleop_browser_lunar|teleop_replay_browser|lua_(tensor|autograd|nn|optim|io|data|hardening|boundaries|intervention|envs)$$)
+ASAN_CI_TESTS ?= ^(core_|data_|io_|intervention_|envs_test_lunar|teleop_browser_lunar|teleop_replay_browser|lua_(tensor|autograd|nn|optim|compile|io|data|hardening|boundaries|intervention|envs)$$)
 
 .PHONY: deps build run test asan asan-build asan-ci fuzz fuzz-build fuzz-smoke valgrind bench install kernelspec clean
 
