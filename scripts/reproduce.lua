@@ -197,15 +197,17 @@ end
 -- The public code's protocol (scripts/batches/public_<task>.lua) and its ablation
 -- (public_ablation<_task>.lua, each ingredient switched one at a time) on each task: the
 -- options naming their directories, the defaults, and the ablation's ingredients, as the
--- ablation spec labels its cells (variant=mile-<ingredient>, variant=hg_dagger-<ingredient>).
+-- ablation spec labels its cells (variant=mile-<ingredient>, variant=hg_dagger-<ingredient>);
+-- mile_only: the ingredients that act on MILE alone, paired with the preset's HG-DAgger.
 local PUBLIC = {
   { env = "LunarLander-v3", public = "public", ablation = "ablation", public_dir = "runs/public-lunarlander",
     ablation_dir = "runs/public-ablation",
     ingredients = { "no_labels_every_step", "sampling_human", "with_demos", "last_policy", "warm_mental",
-      "no_holdout" } },
+      "no_holdout" }, mile_only = { no_labels_every_step = true, warm_mental = true } },
   { env = "drawer-open-v3", public = "public_drawer", ablation = "ablation_drawer", public_dir = "runs/public-drawer",
     ablation_dir = "runs/public-ablation-drawer",
-    ingredients = { "unshrunk_human", "with_demos", "last_policy", "warm_mental", "no_holdout" } },
+    ingredients = { "unshrunk_human", "with_demos", "last_policy", "warm_mental", "no_holdout" },
+    mile_only = { warm_mental = true } },
 }
 
 -- One task's public-protocol tables: the preset's methods and, with the ablation's runs,
@@ -243,8 +245,8 @@ local function public_tables(study, methods, lines)
     for _, ing in ipairs(study.ingredients) do
       local id = ing:gsub("_", "-") -- cell ids as mile.batch writes them
       local mcell = ablation["variant=mile-" .. id]
-      local hcell = ablation["variant=hg-dagger-" .. id] or pm_hg
-      if mcell then
+      local hcell = ablation["variant=hg-dagger-" .. id] or (study.mile_only[ing] and pm_hg)
+      if mcell and hcell then -- (a cell none of whose runs has finished is left out)
         local d, dc = M.paired(mcell, hcell, "auc")
         -- the change: per seed, (MILE' - HG') - (MILE - HG)
         local change = {}
