@@ -205,9 +205,13 @@ local function advance_optimizers(entry)
 end
 
 function Compiled:__call(...)
+  if core.recording() then return self.fn(...) end -- inside another recording: its ops go there
+  if self.off then
+    self.reason, self.eager = "MILE_COMPILE=0", self.eager + 1
+    return self.fn(...)
+  end
   local n = select("#", ...)
   local args = { ... }
-  if core.recording() then return self.fn(...) end -- inside another recording: its ops go there
   local inputs, key, why = flatten(n, args)
   if not inputs then
     self.reason = why
@@ -262,7 +266,8 @@ function Compiled:stats()
 end
 
 --- compile(fn [, {max_recordings = 8}]) -> a callable that records fn once per kind of
--- call and replays it afterwards.
+-- call and replays it afterwards. MILE_COMPILE=0 in the environment turns recording off
+-- everywhere (every call runs fn as it is, reason "MILE_COMPILE=0"), to compare.
 function M.compile(fn, opts)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
     error("compile: needs a function", 2)
@@ -271,7 +276,7 @@ function M.compile(fn, opts)
   local max = opts.max_recordings or MAX_RECORDINGS
   if math.type(max) ~= "integer" or max < 1 then error("compile: max_recordings must be an integer >= 1", 2) end
   return setmetatable({ fn = fn, entries = {}, eager_keys = {}, recorded = 0, replayed = 0, eager = 0, dropped = 0,
-                        max_recordings = max }, Compiled)
+                        max_recordings = max, off = os.getenv("MILE_COMPILE") == "0" }, Compiled)
 end
 
 return setmetatable(M, { __call = function(_, fn, opts) return M.compile(fn, opts) end })

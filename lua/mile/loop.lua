@@ -108,6 +108,9 @@ M.schema = {
     check = function(v) return v >= 0 and v < 1, "must be in [0, 1) (the fraction of rows held out each round)" end,
     doc = "a fresh random fraction of the rows (demos and dataset) held out each round: not trained on, their NLL "
       .. "reported as holdout_nll (the public code: 0.2, a logged validation loss)" },
+  ["train.compile"] = { type = "boolean", default = true,
+    doc = "record each round's training step once and replay it from C (mile.compile: the same results to the "
+      .. "bit); false runs it as written (MILE_COMPILE=0 turns it off everywhere)" },
   ["initial.policy"] = { type = "string", default = "cached", choices = { "cached", "converged" },
     doc = "the initial policy: cached (BC for the task's initial_steps on the cached demos) or converged (BC to "
       .. "convergence with early stopping on initial.demo_episodes episodes, which become the run's demos)" },

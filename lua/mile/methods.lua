@@ -38,6 +38,7 @@
 --   ctx:clone(sample, n) -> runs ctx.steps behaviour-cloning steps on sample(generator) ->
 --                    obs, actions over a pool of n samples (none: no step); returns {steps, loss}
 --   ctx:human_labels(obs) -> the simulated human's action at each state (pi_E's mode)
+local compile = require "mile.compile"
 local T = require "mile.tensor"
 local policy = require "mile.policy"
 local registry = require "mile.registry"
@@ -147,15 +148,26 @@ function Context:memory_batch()
   return temporal.train_batch(self._run, self.generator, self.batch_size)
 end
 
+--- compiled(fn) -> fn recorded once and replayed from C (mile.compile) when the run's
+--- train.compile is on (the default), fn itself otherwise. For a method's training step:
+--- take the batch as tensor arguments, return tensors, read values (:item()) outside.
+function Context:compiled(fn)
+  return self.cfg["train.compile"] and compile(fn) or fn
+end
+
 --- clone(sample, n) -> {steps, loss}: behaviour cloning, `steps` policy updates on the
 --- batches sample(generator) returns; {steps = 0} when n (the samples available) is 0.
 function Context:clone(sample, n)
   if n == 0 then return { steps = 0 } end -- nothing to clone (no demos, no interventions)
+  local opt = self.optimizers.policy
+  local step = self:compiled(function(obs, actions)
+    local loss = self:nll(obs, actions)
+    self:step(loss, { opt })
+    return loss
+  end)
   local last
   for _ = 1, self.steps do
-    local obs, actions = sample(self.generator)
-    last = self:nll(obs, actions)
-    self:step(last, { self.optimizers.policy })
+    last = step(sample(self.generator))
   end
   return { steps = self.steps, loss = last and last:item() }
 end

@@ -16,6 +16,7 @@
 -- nn.from_spec rebuilds the architecture (nn.save / nn.load build on it).
 -- forward returns fresh tensors: no module keeps or reuses its output.
 local T = require "mile.tensor"
+local compile = require "mile.compile"
 local ag = require "mile.autograd"
 
 local M = {}
@@ -666,7 +667,9 @@ function Categorical:log_prob(actions)
     error(("Categorical.log_prob: actions of shape {%s} for logits of batch shape {%s}"):format(
       table.concat(actions:shape(), ","), table.concat(batch, ",")), 2)
   end
-  if actions:numel() > 0 then
+  -- a step being recorded (mile.compile) cannot read values back: gather's own range
+  -- check (in the kernel, so also on replay) stands in for this friendlier message
+  if actions:numel() > 0 and not compile.recording() then
     local lo, hi = actions:min():item(), actions:max():item()
     local n = lp:size(-1)
     if lo < 0 or hi > n - 1 then

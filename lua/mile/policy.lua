@@ -8,6 +8,7 @@
 local T = require "mile.tensor"
 local nn = require "mile.nn"
 local ag = require "mile.autograd"
+local compile = require "mile.compile"
 
 local M = {}
 
@@ -25,10 +26,12 @@ end
 -- Rollouts act and the simulated human decides one state at a time, with grad mode
 -- off: there each network runs compiled (nn's compile_forward: one call per network,
 -- the same bits as its ordinary forward). One compiled forward per network, made at
--- first use and dropped with the network.
+-- first use and dropped with the network. Inside a training step being recorded
+-- (mile.compile: the human's labels of the public loss) the ordinary forward runs, which
+-- the recorder can replay; a plan's output it cannot.
 local compiled = setmetatable({}, { __mode = "k" })
 local function forward(policy, obs)
-  if ag.grad_enabled() or not policy.compile_forward then return policy(obs) end
+  if ag.grad_enabled() or not policy.compile_forward or compile.recording() then return policy(obs) end
   local f = compiled[policy]
   if not f then
     f = policy:compile_forward()

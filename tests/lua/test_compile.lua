@@ -283,4 +283,53 @@ T.test("errors inside a recording propagate and leave no recording behind", func
   T.raises(function() compile(42) end, "needs a function")
 end)
 
+T.test("mile train replays each round's step (every method) and writes the metrics of the unreplayed run", function()
+  local loop = require "mile.loop"
+  local made = {}
+  local orig = compile.compile
+  compile.compile = function(fn, o)
+    local c = orig(fn, o)
+    made[#made + 1] = c
+    return c
+  end
+  local function metrics(method, on)
+    local dir = os.tmpname()
+    os.remove(dir)
+    made = {}
+    local base = { env = "LunarLander-v3", rounds = 2, episodes_per_round = 1, epochs = 2, batch_size = 32,
+                   eval_episodes = 2, max_episode_steps = 60, seed = 3 }
+    loop.run(base, { overrides = { "method=" .. method, "progress=false", "train.compile=" .. tostring(on) }, dir = dir })
+    local f = assert(io.open(dir .. "/metrics.csv"))
+    local text = f:read("a")
+    f:close()
+    os.execute("rm -rf '" .. dir .. "'")
+    local replayed = 0
+    for _, c in ipairs(made) do
+      replayed = replayed + c:stats().replayed
+      T.eq(c.reason, nil, method .. ": " .. tostring(c.reason))
+    end
+    -- every column but the wall-clock seconds
+    local rows, drop = {}, nil
+    for line in text:gmatch("[^\n]+") do
+      local cells = {}
+      for cell in (line .. ","):gmatch("([^,]*),") do cells[#cells + 1] = cell end
+      if not drop then
+        for k, name in ipairs(cells) do if name == "seconds" then drop = k end end
+      end
+      if drop then table.remove(cells, drop) end
+      rows[#rows + 1] = table.concat(cells, ",")
+    end
+    T.truthy(#rows >= 3, "metrics.csv has a header and a line per round")
+    return table.concat(rows, "\n"), replayed
+  end
+  for _, method in ipairs { "mile", "hg_dagger", "iwr", "bc" } do
+    local replayed_text, replayed = metrics(method, true)
+    local eager_text, none = metrics(method, false)
+    T.truthy(replayed > 0, method .. " replayed no step")
+    T.eq(none, 0)
+    T.eq(replayed_text, eager_text, method)
+  end
+  compile.compile = orig
+end)
+
 T.run()

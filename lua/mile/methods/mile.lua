@@ -63,30 +63,51 @@ return methods.register {
     local opts = frozen and { o.policy, o.memory } or { o.policy, o.mental, o.memory }
     local sums = { loss = 0, j1 = 0, j2 = 0 }
     if n == 0 and nd == 0 then return { steps = 0 } end -- nothing to learn from yet
-    for _ = 1, ctx.steps do
-      local loss, j1, j2 = nil, 0, 0
-      if n > 0 then
-        local model, nu, ah, obs
-        if ctx.memory then
-          model, nu, ah = ctx:memory_batch()
-          if cfg["loss.variant"] == "public" then error("mile: loss.variant = public with a memory model", 0) end
-        else
-          local idx = ctx:draw(n)
-          obs = cols.obs:index_select(1, idx)
-          model = ctx:learner_model(obs, idx)
-          nu, ah = cols.nu:index_select(1, idx), cols.human_action:index_select(1, idx)
-        end
-        local out = intervention_loss(ctx, model, nu, ah, obs)
-        loss, j1, j2 = out.loss, out.j1:item(), out.j2:item()
+    -- one update from a batch of intervention rows (the model is built from obs, or given
+    -- by a memory model) and of demonstration rows (demos = 0: no demonstration term)
+    local function update(model, nu, ah, obs, dobs, dact, rows)
+      local loss, j1, j2
+      if nu then
+        local out = intervention_loss(ctx, model or ctx:learner_model(obs, rows), nu, ah, obs)
+        loss, j1, j2 = out.loss, out.j1, out.j2
       end
-      if nd > 0 then -- demos = 0: no demonstration term
-        local di = ctx:draw(nd)
-        local bc = ctx:nll(d.obs:index_select(1, di), d.actions:index_select(1, di)) * (1 - lambda)
+      if dobs then
+        local bc = ctx:nll(dobs, dact) * (1 - lambda)
         loss = loss and loss + bc or bc
       end
       ctx:step(loss, opts)
       if frozen then o.mental:zero_grad() end -- its gradients are never used
-      sums.loss, sums.j1, sums.j2 = sums.loss + loss:item(), sums.j1 + j1, sums.j2 + j2
+      return loss, j1, j2
+    end
+    -- replayed from C (train.compile) unless the learner's cost is per row or a schedule,
+    -- which reads the batch's rows
+    local cost = ctx._run.learner_cost or cfg["learner.cost"]
+    local by_rows = cost ~= nil and type(cost) ~= "number"
+    local step = ctx:compiled(function(obs, nu, ah, dobs, dact) return update(nil, nu, ah, obs, dobs, dact) end)
+    for _ = 1, ctx.steps do
+      local model, nu, ah, obs, rows, dobs, dact
+      if n > 0 then
+        if ctx.memory then
+          model, nu, ah = ctx:memory_batch()
+          if cfg["loss.variant"] == "public" then error("mile: loss.variant = public with a memory model", 0) end
+        else
+          rows = ctx:draw(n)
+          obs = cols.obs:index_select(1, rows)
+          nu, ah = cols.nu:index_select(1, rows), cols.human_action:index_select(1, rows)
+        end
+      end
+      if nd > 0 then
+        local di = ctx:draw(nd)
+        dobs, dact = d.obs:index_select(1, di), d.actions:index_select(1, di)
+      end
+      local loss, j1, j2
+      if model or by_rows then
+        loss, j1, j2 = update(model, nu, ah, obs, dobs, dact, rows)
+      else
+        loss, j1, j2 = step(obs, nu, ah, dobs, dact)
+      end
+      sums.loss, sums.j1, sums.j2 = sums.loss + loss:item(), sums.j1 + (j1 and j1:item() or 0),
+        sums.j2 + (j2 and j2:item() or 0)
     end
     local k = math.max(ctx.steps, 1)
     return { steps = ctx.steps, loss = sums.loss / k, j1 = sums.j1 / k, j2 = sums.j2 / k }
