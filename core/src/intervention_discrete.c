@@ -195,14 +195,14 @@ typedef struct backward_rows {
   mile_tensor *lh, *lm, *gc, **grads;
   const iv_param *cost, *scale;
   int64_t A, W;
-  double *buf, *gcs, *gss; /* buf: per_part doubles for each piece */
-  size_t per_part;
+  double *gcs, *gss;
+  iv_rows *rows;
 } backward_rows;
 
 static void backward_range(int64_t b0, int64_t b1, int part, void *ctx) {
   const backward_rows *k = ctx;
   int64_t A = k->A, W = k->W;
-  double *mine = k->buf + (size_t)part * k->per_part;
+  double *mine = iv_rows_scratch(k->rows, part);
   row_work w;
   row_init(&w, mine, A);
   double *glp = mine + 8 * A, *gD = mine + 9 * A, *out = mine + 10 * A, *wlim = mine + 11 * A, *vlim = mine + 12 * A;
@@ -260,7 +260,8 @@ static mile_status discrete_backward(mile_node *node, mile_tensor *g, mile_tenso
   mile_dtype dtype = (mile_dtype)lh_t->dtype;
   mile_tensor *lh = NULL, *lm = NULL, *gc = NULL;
   iv_param cost = {0}, scale = {0};
-  double *buf = NULL, *gcs = NULL, *gss = NULL;
+  double *gcs = NULL, *gss = NULL;
+  iv_rows rows = {0};
   mile_status st = mile_contiguous(&lh, lh_t);
   if (st == MILE_OK) st = mile_contiguous(&lm, lm_t);
   if (st == MILE_OK) st = mile_contiguous(&gc, g);
@@ -268,21 +269,20 @@ static mile_status discrete_backward(mile_node *node, mile_tensor *g, mile_tenso
   if (st == MILE_OK) st = iv_param_read(FNAME, "scale", scale_t, B, dtype, true, &scale);
   if (st == MILE_OK && node->needs[0]) st = mile_empty(&grads[0], dtype, 2, lh->shape);
   if (st == MILE_OK && node->needs[1]) st = mile_empty(&grads[1], dtype, 2, lm->shape);
-  int parts = iv_row_threads(B);
-  size_t per_part = (size_t)(14 * A + W);
+  if (st == MILE_OK) st = iv_rows_init(&rows, FNAME, B, (size_t)(14 * A + W));
   if (st == MILE_OK) {
-    buf = malloc((size_t)parts * per_part * sizeof *buf);
     gcs = calloc((size_t)B, sizeof *gcs);
     gss = calloc((size_t)B, sizeof *gss);
-    if (!buf || !gcs || !gss) st = mile_err_nomem(FNAME);
+    if (!gcs || !gss) st = mile_err_nomem(FNAME);
   }
   if (st == MILE_OK) {
-    backward_rows k = {lh, lm, gc, grads, &cost, &scale, A, W, buf, gcs, gss, per_part};
-    mile_parallel_for(B, parts, backward_range, &k);
+    backward_rows k = {lh, lm, gc, grads, &cost, &scale, A, W, gcs, gss, &rows};
+    mile_parallel_for(B, rows.parts, backward_range, &k);
   }
   if (st == MILE_OK && node->needs[2]) st = iv_param_grad(&grads[2], cost_t, gcs, B);
   if (st == MILE_OK && node->needs[3]) st = iv_param_grad(&grads[3], scale_t, gss, B);
-  free(buf), free(gcs), free(gss);
+  free(gcs), free(gss);
+  iv_rows_free(&rows);
   iv_param_free(&cost), iv_param_free(&scale);
   mile_tensor_release(lh), mile_tensor_release(lm), mile_tensor_release(gc);
   return st;
@@ -296,15 +296,13 @@ typedef struct forward_rows {
   mile_tensor *lh, *lm, *out;
   const iv_param *cost, *scale;
   int64_t A, W;
-  double *buf;
-  size_t per_part;
-  int64_t *first_bad;
+  iv_rows *rows;
 } forward_rows;
 
 static void forward_range(int64_t b0, int64_t b1, int part, void *ctx) {
   const forward_rows *k = ctx;
   int64_t A = k->A;
-  double *mine = k->buf + (size_t)part * k->per_part;
+  double *mine = iv_rows_scratch(k->rows, part);
   row_work w;
   row_init(&w, mine, A);
   double *row = mine + 8 * A;
@@ -312,7 +310,7 @@ static void forward_range(int64_t b0, int64_t b1, int part, void *ctx) {
     iv_load_row(k->lh, b, A, w.lh);
     iv_load_row(k->lm, b, A, w.lm);
     if (iv_first_nonfinite(w.lh, A) >= 0 || iv_first_nonfinite(w.lm, A) >= 0) {
-      if (b < k->first_bad[part]) k->first_bad[part] = b;
+      iv_rows_bad(k->rows, part, b);
       continue;
     }
     row_forward(&w, A, iv_param_at(k->cost, b), iv_param_at(k->scale, b));
@@ -338,29 +336,18 @@ mile_status mile_probit_discrete(mile_tensor **out, mile_tensor *policy_logits, 
   MILE_TRY(iv_param_read(FNAME, "cost", cost_t, B, dtype, false, &cost));
   mile_status st = iv_param_read(FNAME, "scale", scale_t, B, dtype, true, &scale);
   mile_tensor *lh = NULL, *lm = NULL;
-  double *buf = NULL;
   if (st == MILE_OK) st = mile_contiguous(&lh, policy_logits);
   if (st == MILE_OK) st = mile_contiguous(&lm, mental_logits);
   int64_t shape[2] = {B, W};
   if (st == MILE_OK) st = mile_empty(out, dtype, 2, shape);
-  int parts = iv_row_threads(B);
-  size_t per_part = (size_t)(8 * A + W);
-  int64_t *first_bad = NULL; /* per piece: its first row with a non-finite logit, B if none */
+  iv_rows rows = {0};
+  if (st == MILE_OK) st = iv_rows_init(&rows, FNAME, B, (size_t)(8 * A + W));
   if (st == MILE_OK) {
-    buf = malloc((size_t)parts * per_part * sizeof *buf);
-    first_bad = malloc((size_t)parts * sizeof *first_bad);
-    if (!buf || !first_bad) st = mile_err_nomem(FNAME);
-  }
-  if (st == MILE_OK) {
-    for (int p = 0; p < parts; p++)
-      first_bad[p] = B;
-    forward_rows k = {lh, lm, *out, &cost, &scale, A, W, buf, per_part, first_bad};
-    mile_parallel_for(B, parts, forward_range, &k);
-    int64_t bad_row = B; /* reported here, on the calling thread */
-    for (int p = 0; p < parts; p++)
-      bad_row = first_bad[p] < bad_row ? first_bad[p] : bad_row;
+    forward_rows k = {lh, lm, *out, &cost, &scale, A, W, &rows};
+    mile_parallel_for(B, rows.parts, forward_range, &k);
+    int64_t bad_row = iv_rows_first_bad(&rows); /* reported here, on the calling thread */
     if (bad_row < B) {
-      double *lrow = buf, *mrow = buf + A;
+      double *lrow = rows.scratch, *mrow = rows.scratch + A;
       iv_load_row(lh, bad_row, A, lrow);
       iv_load_row(lm, bad_row, A, mrow);
       int64_t in_lh = iv_first_nonfinite(lrow, A), in_lm = iv_first_nonfinite(mrow, A);
@@ -368,8 +355,7 @@ mile_status mile_probit_discrete(mile_tensor **out, mile_tensor *policy_logits, 
                       : iv_nonfinite_error(FNAME, "mental_logits", bad_row, in_lm, mrow[in_lm]);
     }
   }
-  free(first_bad);
-  free(buf);
+  iv_rows_free(&rows);
   iv_param_free(&cost), iv_param_free(&scale);
   mile_tensor_release(lh), mile_tensor_release(lm);
   mile_node *node = NULL;

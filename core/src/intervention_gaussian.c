@@ -494,15 +494,14 @@ typedef struct backward_rows {
   mile_tensor *in[4], *gc, **grads;
   const double *partials; /* [B, 4] from the forward */
   int64_t D;
-  double *buf;
-  size_t per_part;
   double *gcs, *gss;
+  iv_rows *rows;
 } backward_rows;
 
 static void backward_range(int64_t b0, int64_t b1, int part, void *ctx) {
   const backward_rows *k = ctx;
   int64_t D = k->D;
-  double *mine = k->buf + (size_t)part * k->per_part;
+  double *mine = iv_rows_scratch(k->rows, part);
   double *row[4] = {mine, mine + D, mine + 2 * D, mine + 3 * D}, *dk = mine + 4 * D, *o = mine + 8 * D;
   double *gr = mine + 9 * D;
   for (int64_t b = b0; b < b1; b++) {
@@ -534,20 +533,18 @@ typedef struct forward_rows {
   const iv_param *cost, *scale;
   double *partials; /* [B, 4] derivatives for backward, or NULL */
   int64_t D;
-  double *buf;
-  size_t per_part;
-  int64_t *first_bad;
+  iv_rows *rows;
 } forward_rows;
 
 static void forward_range(int64_t b0, int64_t b1, int part, void *ctx) {
   const forward_rows *k = ctx;
   int64_t D = k->D;
-  double *mine = k->buf + (size_t)part * k->per_part;
+  double *mine = iv_rows_scratch(k->rows, part);
   for (int64_t b = b0; b < b1; b++) {
     for (int i = 0; i < 4; i++)
       iv_load_row(k->in[i], b, D, mine + i * D);
     if (iv_first_nonfinite(mine, 4 * D) >= 0) {
-      if (b < k->first_bad[part]) k->first_bad[part] = b;
+      iv_rows_bad(k->rows, part, b);
       continue;
     }
     double K = row_k(D, mine, mine + D, mine + 2 * D, mine + 3 * D, NULL);
@@ -568,26 +565,26 @@ static mile_status gaussian_backward(mile_node *node, mile_tensor *g, mile_tenso
   mile_tensor *partials = node->custom_user;
   int64_t B = in[0]->shape[0], D = in[0]->shape[1];
   mile_dtype dtype = (mile_dtype)in[0]->dtype;
-  double *buf = NULL, *gcs = NULL, *gss = NULL;
+  double *gcs = NULL, *gss = NULL;
   mile_status st = MILE_OK;
   for (int i = 0; i < 4 && st == MILE_OK; i++) st = mile_contiguous(&c[i], in[i]);
   if (st == MILE_OK) st = mile_contiguous(&gc, g);
   for (int i = 0; i < 4 && st == MILE_OK; i++)
     if (node->needs[i]) st = mile_empty(&grads[i], dtype, 2, in[0]->shape);
-  int parts = iv_row_threads(B);
-  size_t per_part = (size_t)(9 * D + 3);
+  iv_rows rows = {0};
+  if (st == MILE_OK) st = iv_rows_init(&rows, FNAME, B, (size_t)(9 * D + 3));
   if (st == MILE_OK) {
-    buf = malloc((size_t)parts * per_part * sizeof *buf);
     gcs = calloc((size_t)B, sizeof *gcs), gss = calloc((size_t)B, sizeof *gss);
-    if (!buf || !gcs || !gss) st = mile_err_nomem(FNAME);
+    if (!gcs || !gss) st = mile_err_nomem(FNAME);
   }
   if (st == MILE_OK) {
-    backward_rows k = {{c[0], c[1], c[2], c[3]}, gc, grads, mile_data(partials), D, buf, per_part, gcs, gss};
-    mile_parallel_for(B, parts, backward_range, &k);
+    backward_rows k = {{c[0], c[1], c[2], c[3]}, gc, grads, mile_data(partials), D, gcs, gss, &rows};
+    mile_parallel_for(B, rows.parts, backward_range, &k);
   }
   if (st == MILE_OK && node->needs[4]) st = iv_param_grad(&grads[4], in[4], gcs, B);
   if (st == MILE_OK && node->needs[5]) st = iv_param_grad(&grads[5], in[5], gss, B);
-  free(buf), free(gcs), free(gss);
+  free(gcs), free(gss);
+  iv_rows_free(&rows);
   for (int i = 0; i < 4; i++) mile_tensor_release(c[i]);
   mile_tensor_release(gc);
   return st;
@@ -613,42 +610,23 @@ mile_status mile_probit_gaussian(mile_tensor **out, mile_tensor *mu, mile_tensor
   if (st == MILE_OK) st = mile_empty(out, dtype, 2, shape);
   bool want_grad = mile_any_requires_grad(6, (mile_tensor *[]){mu, log_sd, mental_mu, mental_log_sd, cost_t, scale_t});
   if (st == MILE_OK && want_grad) st = mile_empty(&partials, MILE_FLOAT64, 2, pshape);
-  double *buf = NULL;
-  int parts = iv_row_threads(B);
-  size_t per_part = (size_t)(4 * D);
-  int64_t *first_bad = NULL; /* per piece: its first row with a non-finite input, B if none */
+  iv_rows rows = {0};
+  if (st == MILE_OK) st = iv_rows_init(&rows, FNAME, B, (size_t)(4 * D));
   if (st == MILE_OK) {
-    buf = malloc((size_t)parts * per_part * sizeof *buf);
-    first_bad = malloc((size_t)parts * sizeof *first_bad);
-    if (!buf || !first_bad) st = mile_err_nomem(FNAME);
-  }
-  if (st == MILE_OK) {
-    for (int p = 0; p < parts; p++)
-      first_bad[p] = B;
-    forward_rows k = {{c[0], c[1], c[2], c[3]},
-                      *out,
-                      r,
-                      &cost,
-                      &scale,
-                      partials ? mile_data(partials) : NULL,
-                      D,
-                      buf,
-                      per_part,
-                      first_bad};
-    mile_parallel_for(B, parts, forward_range, &k);
-    int64_t bad_row = B; /* reported here, on the calling thread */
-    for (int p = 0; p < parts; p++)
-      bad_row = first_bad[p] < bad_row ? first_bad[p] : bad_row;
+    forward_rows k = {{c[0], c[1], c[2], c[3]}, *out, r, &cost, &scale, partials ? mile_data(partials) : NULL, D,
+                      &rows};
+    mile_parallel_for(B, rows.parts, forward_range, &k);
+    int64_t bad_row = iv_rows_first_bad(&rows); /* reported here, on the calling thread */
     if (bad_row < B) {
       static const char *const names[4] = {"mu", "log_sd", "mental_mu", "mental_log_sd"};
+      double *row = rows.scratch;
       for (int i = 0; i < 4; i++)
-        iv_load_row(c[i], bad_row, D, buf + i * D);
-      int64_t bad = iv_first_nonfinite(buf, 4 * D);
-      st = iv_nonfinite_error(FNAME, names[bad / D], bad_row, bad % D, buf[bad]);
+        iv_load_row(c[i], bad_row, D, row + i * D);
+      int64_t bad = iv_first_nonfinite(row, 4 * D);
+      st = iv_nonfinite_error(FNAME, names[bad / D], bad_row, bad % D, row[bad]);
     }
   }
-  free(first_bad);
-  free(buf);
+  iv_rows_free(&rows);
   iv_param_free(&cost), iv_param_free(&scale);
   for (int i = 0; i < 4; i++) mile_tensor_release(c[i]);
   mile_node *node = NULL;

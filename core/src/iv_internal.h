@@ -14,11 +14,42 @@
  * batch stays on the calling thread. Each row is computed alone and the same way on any
  * thread: the results do not depend on the count. */
 enum { IV_ROWS_PER_THREAD = 256 };
-static inline int iv_row_threads(int64_t rows) {
+
+/* A kernel's B rows split into pieces (mile_parallel_for): per piece, `per_part` doubles
+ * of scratch and the first row it found bad (non-finite input; B when none), so that
+ * the error names the batch's first bad row, raised on the calling thread. */
+typedef struct iv_rows {
+  int64_t B;
+  int parts;
+  size_t per_part;
+  double *scratch;
+  int64_t *first_bad;
+} iv_rows;
+
+static inline mile_status iv_rows_init(iv_rows *r, const char *fname, int64_t B, size_t per_part) {
   int32_t n = mile_num_threads();
   if (n == 0) n = mile_max_threads();
-  int64_t cap = rows / IV_ROWS_PER_THREAD;
-  return (int)(cap < 1 ? 1 : cap < n ? cap : n);
+  int64_t cap = B / IV_ROWS_PER_THREAD;
+  r->B = B, r->parts = (int)(cap < 1 ? 1 : cap < n ? cap : n), r->per_part = per_part;
+  r->scratch = malloc((size_t)r->parts * per_part * sizeof *r->scratch);
+  r->first_bad = malloc((size_t)r->parts * sizeof *r->first_bad);
+  if (!r->scratch || !r->first_bad) return mile_err_nomem(fname);
+  for (int p = 0; p < r->parts; p++) r->first_bad[p] = B;
+  return MILE_OK;
+}
+static inline double *iv_rows_scratch(const iv_rows *r, int part) { return r->scratch + (size_t)part * r->per_part; }
+static inline void iv_rows_bad(const iv_rows *r, int part, int64_t b) {
+  if (b < r->first_bad[part]) r->first_bad[part] = b;
+}
+/* The first bad row over all pieces, B when there is none. */
+static inline int64_t iv_rows_first_bad(const iv_rows *r) {
+  int64_t b = r->B;
+  for (int p = 0; p < r->parts; p++) b = r->first_bad[p] < b ? r->first_bad[p] : b;
+  return b;
+}
+static inline void iv_rows_free(iv_rows *r) {
+  free(r->scratch), free(r->first_bad);
+  r->scratch = NULL, r->first_bad = NULL;
 }
 
 #define IV_LN_SQRT_2PI 0.91893853320467274178
