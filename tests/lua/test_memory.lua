@@ -70,7 +70,7 @@ T.test("a compiled step replayed 2000 times at batch 1024 holds its memory flat"
   local after = rss_mib()
   print(("# RSS before %.1f MiB, after %.1f MiB"):format(before, after))
   T.truthy(after - before < 8, ("RSS grew by %.1f MiB"):format(after - before))
-  T.eq(step:stats().replayed, 2199)
+  if os.getenv("MILE_COMPILE") ~= "0" then T.eq(step:stats().replayed, 2199) end
 end)
 
 T.run()
