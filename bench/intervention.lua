@@ -22,9 +22,11 @@
 -- gflop: the step's matrix products (forward, weight gradients, input gradients but
 -- the first layer's) in GFLOP; bound_ms: that work at the peak float32 rate of the
 -- largest of them (1024x256 . 256x256), measured in this process at start-up (the
--- first line, "peak_sgemm", gives it); ratio_to_bound = ms / bound_ms.
+-- first line, "peak_sgemm", gives it); ratio_to_bound = ms / bound_ms. gemm_ms: the same
+-- products called alone (plain matmuls of the same shapes), gemm_ratio_to_bound its
+-- ratio: the lowest ratio the step could reach with these products on this machine.
 -- Compare with PyTorch: /usr/bin/python3 bench/pytorch_intervention.py (same cases).
--- Uses every core by default (OpenBLAS's default); --threads N sets OpenBLAS's count.
+-- Threads: automatic (mile/compute.h) unless --threads N fixes the count.
 local T = require "mile.tensor"
 local nn = require "mile.nn"
 local optim = require "mile.optim"
@@ -174,6 +176,28 @@ local function peak_sgemm_gflops()
   return 2 * 1024 * 256 * 256 / best * 1e-9
 end
 
+-- The step's matrix products alone (both networks: forward, weight gradients, input
+-- gradients of every layer but the first), as plain matmuls of the same shapes and
+-- layouts: the floor the step cannot go below with these products.
+local function gemm_only(kind, B)
+  local gen = T.Generator(4)
+  local dims = kind == "discrete" and { 8, 256, 256, 4 } or { 156, 256, 256, 8 }
+  local layers = {}
+  for net = 1, 2 do
+    for l = 1, 3 do
+      local x, w, g = T.randn({ B, dims[l] }, gen), T.randn({ dims[l + 1], dims[l] }, gen), T.randn({ B, dims[l + 1] }, gen)
+      layers[#layers + 1] = { x = x, w = w, wt = w:t(), g = g, gt = g:t(), first = l == 1 }
+    end
+  end
+  return function()
+    for _, L in ipairs(layers) do
+      L.x:matmul(L.wt)
+      L.gt:matmul(L.x)
+      if not L.first then L.g:matmul(L.w) end
+    end
+  end
+end
+
 -- matrix-product FLOPs of one step of two MLPs in -> 256 -> 256 -> out at batch B
 -- (forward, weight gradients, input gradients of every layer but the first)
 local function step_flops(kind, B)
@@ -212,9 +236,10 @@ for _, b in ipairs(BENCHES) do
       local med, p10, p90 = time_steps(step, n, 20)
       local iv = time_steps(iv_step, n, 20)
       local bound = step_flops(b.kind, b.batch) / peak * 1e-6
+      local gemm = time_steps(gemm_only(b.kind, b.batch), n, 20)
       emit(b.name, { { "ms", med }, { "p10_ms", p10 }, { "p90_ms", p90 }, { "batch", b.batch }, { "iv_ms", iv },
                      { "threads", nthreads }, { "gflop", step_flops(b.kind, b.batch) * 1e-9 }, { "bound_ms", bound },
-                     { "ratio_to_bound", med / bound } })
+                     { "ratio_to_bound", med / bound }, { "gemm_ms", gemm }, { "gemm_ratio_to_bound", gemm / bound } })
       local cmed, cp10, cp90 = time_steps(compiled_step, n, 20)
       if replayed.reason then error("the compiled step did not replay: " .. replayed.reason) end
       emit(b.name .. "_compiled", { { "ms", cmed }, { "p10_ms", cp10 }, { "p90_ms", cp90 }, { "batch", b.batch },
