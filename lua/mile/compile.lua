@@ -41,35 +41,43 @@ local MAX_RECORDINGS = 8
 -- the optimisers stepped by the recording in progress (set by Optimizer:step)
 local stepped = nil
 
--- The hyperparameters of the groups (the learning rate after the schedule, betas, eps,
--- momentum, weight decay, ...), skipping the parameters and their state.
+-- The hyperparameters of the groups (betas, eps, momentum, weight decay, the learning
+-- rate and the schedule's factor), skipping the parameters and their state.
 local SKIP = { params = true, steps = true, initial_lr = true, exp_avgs = true, exp_avg_sqs = true,
                momentum_buffers = true }
---- hyper_key(opt) -> the hyperparameters an optimiser's updates use now, as a string
--- (what a recording baked in; a replay needs the same).
-function M.hyper_key(opt)
-  local parts = {}
-  local factor = opt:lr_factor()
-  for gi, g in ipairs(opt.param_groups) do
-    local keys = {}
+
+--- hyperparameters(opt) -> what an optimiser's updates use now, as a snapshot for
+-- same_hyperparameters (a recording bakes these values in; a replay needs the same).
+-- A flat list of (table, key, value) triples, checked without building anything.
+function M.hyperparameters(opt)
+  local snap = { factor = opt:lr_factor(), n_groups = #opt.param_groups }
+  for _, g in ipairs(opt.param_groups) do
     for k, v in pairs(g) do
-      if not SKIP[k] and (type(v) ~= "table" or #v <= 8) then keys[#keys + 1] = k end
-    end
-    table.sort(keys)
-    for _, k in ipairs(keys) do
-      local v = g[k]
-      if k == "lr" then v = v * factor end
-      if type(v) == "table" then v = table.concat(v, ",") end
-      parts[#parts + 1] = gi .. k .. "=" .. tostring(v)
+      if not SKIP[k] then
+        snap[#snap + 1], snap[#snap + 2], snap[#snap + 3] = g, k, v
+        if type(v) == "table" then -- betas: each element too
+          for i, x in ipairs(v) do snap[#snap + 1], snap[#snap + 2], snap[#snap + 3] = v, i, x end
+        end
+      end
     end
   end
-  return table.concat(parts, ";")
+  return snap
+end
+
+--- same_hyperparameters(opt, snap) -> true when opt's hyperparameters are still those of
+-- the snapshot (M.hyperparameters).
+function M.same_hyperparameters(opt, snap)
+  if #opt.param_groups ~= snap.n_groups or opt:lr_factor() ~= snap.factor then return false end
+  for i = 1, #snap, 3 do
+    if snap[i][snap[i + 1]] ~= snap[i + 2] then return false end
+  end
+  return true
 end
 
 --- note_optimizer(opt): called by an optimiser's step(); while a step is being recorded,
 -- its updates are on the tape, and replays check its hyperparameters and advance its count.
 function M.note_optimizer(opt)
-  if stepped and core.recording() then stepped[opt] = M.hyper_key(opt) end
+  if stepped and core.recording() then stepped[opt] = M.hyperparameters(opt) end
 end
 
 --- recording() -> true while a step is being recorded on this thread.
@@ -172,7 +180,7 @@ local function record(self, key, inputs, n, args)
     local tape, reason = core.finish(list)
     if tape then
       local guards = {}
-      for opt, key in pairs(opts) do guards[#guards + 1] = { opt = opt, hyper = key } end
+      for opt, snap in pairs(opts) do guards[#guards + 1] = { opt = opt, hyper = snap } end
       local entry = { tape = tape, n_results = results.n, optimizers = guards }
       local entries = self.entries[key] or {}
       entries[#entries + 1] = entry
@@ -194,7 +202,7 @@ end
 -- and writes back the optimiser's own
 local function optimizers_match(entry)
   for _, g in ipairs(entry.optimizers) do
-    if M.hyper_key(g.opt) ~= g.hyper then return false end
+    if not M.same_hyperparameters(g.opt, g.hyper) then return false end
   end
   return true
 end
