@@ -14,8 +14,9 @@ typedef struct slot {
   mile_tensor *t;        /* recording: the tensor; kept after it for externals and constants */
   mile_tensor *snapshot; /* a constant written in place by the tape: its value before that */
   int32_t last_use;      /* produced: index of the last op that reads it */
-  /* inputs: what a replay's input must match */
-  int32_t dtype, ndim, contiguous, requires_grad;
+  /* inputs: what a replay's input must match, and the first earlier input that was the
+   * same tensor (-1 if none): ops name one slot per tensor, so aliasing must match too */
+  int32_t dtype, ndim, contiguous, requires_grad, same_as;
   int64_t shape[MILE_MAX_DIMS];
 } slot;
 
@@ -88,6 +89,13 @@ static void tape_free(mile_tape *tp) {
 
 void mile_tape_free(mile_tape *tape) { tape_free(tape); }
 
+/* The first input before k that is the same tensor as input k, or -1. */
+static int32_t first_same(mile_tensor *const *inputs, int32_t k) {
+  for (int32_t j = 0; j < k; j++)
+    if (inputs[j] == inputs[k]) return j;
+  return -1;
+}
+
 mile_status mile_tape_begin(int32_t n_inputs, mile_tensor *const *inputs) {
   if (recording) return mile_set_error(MILE_ERR_STATE, "tape: this thread is already recording");
   if (n_inputs < 0 || (n_inputs > 0 && !inputs)) return mile_set_error(MILE_ERR_ARGUMENT, "tape: bad input list");
@@ -102,6 +110,7 @@ mile_status mile_tape_begin(int32_t n_inputs, mile_tensor *const *inputs) {
       tape_free(tp);
       return mile_err_nomem("tape");
     }
+    tp->slots[k].same_as = first_same(inputs, k);
   }
   tp->n_inputs = n_inputs;
   tp->grad_mode = mile_grad_enabled();
@@ -308,8 +317,14 @@ mile_status mile_tape_check_inputs(const mile_tape *tp, int32_t n_inputs, mile_t
   if (mile_grad_enabled() != tp->grad_mode)
     return mile_set_error(MILE_ERR_STATE, "replay: grad mode is %s, the recording had it %s",
                           mile_grad_enabled() ? "on" : "off", tp->grad_mode ? "on" : "off");
-  for (int32_t k = 0; k < n_inputs; k++)
+  for (int32_t k = 0; k < n_inputs; k++) {
     MILE_TRY(check_input(&tp->slots[k], inputs[k], k));
+    if (first_same(inputs, k) != tp->slots[k].same_as)
+      return mile_set_error(MILE_ERR_STATE, "replay: input %d %s", (int)k + 1,
+                            tp->slots[k].same_as >= 0
+                                ? "was the same tensor as an earlier one at the recording"
+                                : "is the same tensor as an earlier one, unlike at the recording");
+  }
   return MILE_OK;
 }
 

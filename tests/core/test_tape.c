@@ -178,6 +178,31 @@ static void test_constant_written_in_place(void **state) {
   mile_tensor_release(y), mile_tensor_release(x), mile_tensor_release(c);
 }
 
+/* Ops name one slot per tensor: a step recorded with the same tensor twice cannot be
+ * replayed on two different ones (nor the other way round). */
+static void test_aliased_inputs(void **state) {
+  (void)state;
+  int64_t s[1] = {3};
+  mile_tensor *a = filled(MILE_FLOAT64, 1, s, 1.0), *b = filled(MILE_FLOAT64, 1, s, -2.0);
+  mile_tensor *same[2] = {a, a}, *two[2] = {a, b}, *bb[2] = {b, b};
+  OK(mile_tape_begin(2, same));
+  mile_tensor *y = run1((mile_call){.op = MILE_OP_BINARY, .n_in = 2, .in = (mile_tensor *[]){a, a}, .i = {MILE_SUB}});
+  mile_tape *tape;
+  OK(mile_tape_finish(&tape, 1, &y));
+  mile_tensor *out = NULL;
+  assert_int_equal(mile_tape_replay(tape, 2, two, &out), MILE_ERR_STATE);
+  assert_non_null(strstr(mile_last_error(), "input 2 was the same tensor as an earlier one"));
+  OK(mile_tape_replay(tape, 2, bb, &out));
+  ASSERT_CLOSE(get_flat(out, 0), 0, 0, 0, "b - b");
+  mile_tensor_release(out), mile_tape_free(tape), mile_tensor_release(y);
+  OK(mile_tape_begin(2, two));
+  y = run1((mile_call){.op = MILE_OP_BINARY, .n_in = 2, .in = (mile_tensor *[]){a, b}, .i = {MILE_SUB}});
+  OK(mile_tape_finish(&tape, 1, &y));
+  assert_int_equal(mile_tape_replay(tape, 2, same, &out), MILE_ERR_STATE);
+  assert_non_null(strstr(mile_last_error(), "input 2 is the same tensor as an earlier one"));
+  mile_tape_free(tape), mile_tensor_release(y), mile_tensor_release(a), mile_tensor_release(b);
+}
+
 static void test_refused_recordings(void **state) {
   (void)state;
   int64_t s[1] = {2};
@@ -224,9 +249,8 @@ static void test_refused_recordings(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_record_and_replay),
-      cmocka_unit_test(test_replay_error),
-      cmocka_unit_test(test_constant_written_in_place),
+      cmocka_unit_test(test_record_and_replay),         cmocka_unit_test(test_replay_error),
+      cmocka_unit_test(test_constant_written_in_place), cmocka_unit_test(test_aliased_inputs),
       cmocka_unit_test(test_refused_recordings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

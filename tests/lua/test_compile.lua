@@ -183,6 +183,15 @@ T.test("another shape or dtype records again; another value of a number argument
   T.eq(keyed { x = x, w = 1 }:item(), 6)
   T.eq(keyed:stats().replayed, 1)
 
+  -- the same tensor twice at the recording, two different ones later (and back)
+  local diff = compile(function(a, b) return a - b end)
+  local u, w = tensor.from { 1, 2 }, tensor.from { 5, 7 }
+  T.eq(diff(u, u):totable(), { 0, 0 })
+  T.eq(diff(u, w):totable(), { -4, -5 })
+  T.eq(diff(w, w):totable(), { 0, 0 })
+  T.eq(diff(w, u):totable(), { 4, 5 })
+  T.eq({ diff:stats().recorded, diff:stats().replayed }, { 2, 2 })
+
   local capped = compile(function(v) return v * 2 end, { max_recordings = 1 })
   capped(tensor.zeros(2))
   T.eq(capped(tensor.ones(3)):totable(), { 2, 2, 2 })
