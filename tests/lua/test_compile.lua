@@ -49,13 +49,18 @@ local function mse_step(net, opt)
   end
 end
 
+-- the same MSE step twice, from identical networks: run as written, and compiled
+local function eager_and_compiled(opt_kind)
+  local n1, o1 = mlp("float32", opt_kind)
+  local n2, o2 = mlp("float32", opt_kind)
+  return mse_step(n1, o1), compile(mse_step(n2, o2)), n1, o1, n2, o2
+end
+
 T.test("a replayed MLP step equals the eager step to the bit (float32, Adam and SGD)", function()
   for _, kind in ipairs { "adam", "sgd" } do
     local gen = tensor.Generator(1)
     local x, y = tensor.randn({ 32, 6 }, gen), tensor.randn({ 32, 3 }, gen)
-    local n1, o1 = mlp("float32", kind)
-    local n2, o2 = mlp("float32", kind)
-    local eager, step = mse_step(n1, o1), compile(mse_step(n2, o2))
+    local eager, step, n1, o1, n2, o2 = eager_and_compiled(kind)
     for i = 1, 5 do
       local a, b = eager(x, y), step(x, y)
       T.eq(a:item(), b:item(), kind .. " loss at step " .. i)
@@ -158,9 +163,7 @@ T.test("replayed gradients agree with central differences (float64)", function()
 end)
 
 T.test("another shape or dtype records again; another value of a number argument too", function()
-  local n1, o1 = mlp("float32")
-  local n2, o2 = mlp("float32")
-  local eager, step = mse_step(n1, o1), compile(mse_step(n2, o2))
+  local eager, step, n1, _, n2 = eager_and_compiled()
   local gen = tensor.Generator(2)
   for _, B in ipairs { 8, 8, 5, 8, 5 } do
     local x, y = tensor.randn({ B, 6 }, gen), tensor.randn({ B, 3 }, gen)
@@ -266,9 +269,7 @@ T.test("bad input in a replay raises the kernel's error; the next call is unaffe
 end)
 
 T.test("an optimiser moved outside the step, or a new learning rate, makes it record anew", function()
-  local n1, o1 = mlp("float32")
-  local n2, o2 = mlp("float32")
-  local eager, step = mse_step(n1, o1), compile(mse_step(n2, o2))
+  local eager, step, n1, o1, n2, o2 = eager_and_compiled()
   local gen = tensor.Generator(4)
   local x, y = tensor.randn({ 8, 6 }, gen), tensor.randn({ 8, 3 }, gen)
   eager(x, y); step(x, y); eager(x, y); step(x, y)
