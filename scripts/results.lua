@@ -1,12 +1,15 @@
--- scripts/results.lua - docs/results.md: every method on every task, several seeds.
+-- scripts/results.lua - per-round tables of every method on every task, several seeds.
 --
 --   mile scripts/results.lua [--seeds 5] [--tasks lunarlander,drawer_open,...] [--out runs/results]
+--                            [--doc docs/results.md]
 --
 -- Runs scripts/configs/<task>.lua for each method and seed (the configs' settings,
--- method and seed overridden), then writes the tables of docs/results.md: the
--- expert's and the initial policy's success, each method's success after every round
--- (mean ± sd over seeds), interventions used, and MILE's predicted vs observed
--- intervention rate. Anyone can rerun it; about 15 minutes on 2 idle cores.
+-- method and seed overridden), then writes the tables into the block `results-lua` of
+-- docs/results.md (the rest of the file, the reproduction study's summary, is left as
+-- it is): the expert's and the initial policy's success, each method's success after
+-- every round (mean ± sd over seeds), interventions used, and MILE's predicted vs
+-- observed intervention rate. No paired statistics: the study's comparisons are
+-- scripts/reproduce.lua's. Anyone can rerun it; about 15 minutes on 2 idle cores.
 local loop = require "mile.loop"
 local config = require "mile.config"
 local sys = require "mile.sys"
@@ -31,6 +34,13 @@ for i = 1, #args do
   end
 end
 
+local BLOCK = "(<!%-%- results%-lua:begin %-%->\n).-(<!%-%- results%-lua:end %-%->)"
+do -- before the runs: the file must hold the block
+  local f = io.open(doc)
+  if not (f and f:read("a"):find(BLOCK)) then error(doc .. " has no results-lua block", 0) end
+  f:close()
+end
+
 -- The expert acting alone on the runs' evaluation states.
 local function expert_success(run)
   if run.task.discrete then
@@ -42,7 +52,6 @@ local function expert_success(run)
 end
 
 local sections = {
-  "# Results", "",
   ("Produced by `mile scripts/results.lua --seeds %d` (%s). Each cell: success rate of the policy"):format(seeds,
     os.date("!%Y-%m-%d")),
   "acting alone on the run's fixed evaluation states after that round, mean ± sd over seeds.",
@@ -68,7 +77,7 @@ for _, tf in ipairs(task_files) do
   end
   local cfg = results.mile[1].cfg
   local lines = {
-    ("## %s"):format(cfg.env), "",
+    ("### %s"):format(cfg.env), "",
     ("Config `scripts/configs/%s.lua`: %d rounds x %d episodes, %d epochs, batch %d, lr %g; human c = %g, sigma = %g; %d evaluation episodes.")
       :format(tf, cfg.rounds, cfg.episodes_per_round, cfg.epochs, cfg.batch_size, cfg.lr, cfg["human.cost"],
         cfg["human.scale"], cfg.eval_episodes),
@@ -92,5 +101,8 @@ for _, tf in ipairs(task_files) do
   sections[#sections + 1] = table.concat(lines, "\n")
 end
 sections[#sections + 1] = ("Total time: %.0f s on this machine."):format(sys.monotonic() - t0)
-assert(sys.write_atomic(doc, table.concat(sections, "\n") .. "\n"))
-print("wrote " .. doc)
+local text = assert(io.open(doc)):read("a")
+local new, n = text:gsub(BLOCK, function(a, b) return a .. table.concat(sections, "\n") .. "\n" .. b end)
+if n == 0 then error(doc .. " has no results-lua block", 0) end
+assert(sys.write_atomic(doc, new))
+print("wrote the results-lua block of " .. doc)
