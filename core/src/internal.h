@@ -60,9 +60,11 @@ typedef void (*mile_range_fn)(int64_t begin, int64_t end, int part, void *ctx);
 /* Run fn over 0..n split into `threads` contiguous pieces, at most one per thread;
  * threads <= 1 calls fn(0, n, 0, ctx) on this thread. */
 void mile_parallel_for(int64_t n, int threads, mile_range_fn fn, void *ctx);
+/* The threads work beyond the products may use: the products' fixed count, or every
+ * core when the count is automatic. */
+int mile_work_threads(void);
 /* Threads for an elementwise pass over n elements (Adam, a layer's bias and
- * activation): the products' count (fixed, or every core when automatic) from
- * MILE_PASS_PARALLEL elements on, one below. */
+ * activation): mile_work_threads() from MILE_PASS_PARALLEL elements on, one below. */
 enum { MILE_PASS_PARALLEL = 1 << 15 };
 int mile_pass_threads(int64_t n);
 

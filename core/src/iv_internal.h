@@ -27,8 +27,7 @@ typedef struct iv_rows {
 } iv_rows;
 
 static inline mile_status iv_rows_init(iv_rows *r, const char *fname, int64_t B, size_t per_part) {
-  int32_t n = mile_num_threads();
-  if (n == 0) n = mile_max_threads();
+  int n = mile_work_threads();
   int64_t cap = B / IV_ROWS_PER_THREAD;
   r->B = B, r->parts = (int)(cap < 1 ? 1 : cap < n ? cap : n), r->per_part = per_part;
   r->scratch = malloc((size_t)r->parts * per_part * sizeof *r->scratch);

@@ -14,11 +14,12 @@ void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigne
 int omp_get_thread_num(void);
 int omp_get_num_threads(void);
 
-int mile_pass_threads(int64_t n) {
-  if (n < MILE_PASS_PARALLEL) return 1;
+int mile_work_threads(void) {
   int32_t fixed = mile_num_threads();
   return fixed > 0 ? fixed : mile_max_threads();
 }
+
+int mile_pass_threads(int64_t n) { return n < MILE_PASS_PARALLEL ? 1 : mile_work_threads(); }
 
 typedef struct region {
   int64_t n;
