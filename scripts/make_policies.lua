@@ -2,6 +2,7 @@
 --
 --   mile scripts/make_policies.lua [task ...]      (default: every task)
 --   mile scripts/make_policies.lua --converged [--episodes K] [task ...]
+--   mile scripts/make_policies.lua --tune-expert [LunarLander-v3]
 --
 -- For a task it writes scripts/data/<task>/:
 --   expert.safetensors   pi_E: discrete tasks clone the scripted controller into a
@@ -17,6 +18,11 @@
 --                                        training: behaviour cloning on those K episodes to
 --                                        convergence, early-stopped on a held-out 20% of
 --                                        their rows (config initial.policy = "converged")
+-- With --tune-expert (LunarLander-v3 only) it writes only
+--   expert-tuned.safetensors  a stronger pi_E: Gymnasium's heuristic law with gains found
+--                             by the cross-entropy method, cloned into a network like
+--                             expert.safetensors (config expert.policy = "tuned"); its
+--                             metadata holds the gains and their held-out success
 -- The ground-truth mental model of the simulated human and the learner's warm-start
 -- mental model are both the initial policy (the human believes the robot acts as it
 -- did at the start). Everything is drawn from seeded generators: same seeds, same files.
@@ -29,15 +35,17 @@ local sys = require "mile.sys"
 local envs = require "mile.envs"
 local policy = require "mile.policy"
 local tasks = require "mile.tasks"
+local heuristic = require "mile.envs.lunar_heuristic"
 
 local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
 local out_root = os.getenv("MILE_POLICY_DIR") or (here .. "/data")
 
--- Run episodes with the scripted expert, executing its action with probability
--- 1 - noise (else a random one); returns observations and the expert's labels.
-local function collect(task, episodes, noise, seed_base, gen)
+-- Run episodes with the scripted expert (or `expert`, an object with :act(obs)),
+-- executing its action with probability 1 - noise (else a random one); returns
+-- observations and the expert's labels.
+local function collect(task, episodes, noise, seed_base, gen, expert)
   local env = tasks.make_env(task)
-  local expert = envs.scripted_expert(env)
+  expert = expert or envs.scripted_expert(env)
   local obs_rows, act_rows, successes = {}, {}, 0
   for ep = 1, episodes do
     local obs = env:reset { seed = seed_base + ep }
@@ -211,12 +219,89 @@ local function build_converged(name, k)
     dobs:size(1), nll, best_step, ran, s, r, es, er, sys.monotonic() - t0))
 end
 
-local names, converged, episodes = {}, false, 1
+-- A stronger LunarLander expert: the cross-entropy method over the gains of Gymnasium's
+-- heuristic law (mile.envs.lunar_heuristic), in log space from Gymnasium's values, on
+-- TUNE_EPISODES training seeds (success rate, mean return / 1e5 breaking ties: a whole
+-- success is 1 / TUNE_EPISODES = 0.005, a return 0.003 at most); the best candidate's
+-- gains are scored on HELD_OUT episodes of other seeds, then cloned into a network
+-- exactly as expert.safetensors is (config expert.policy = "tuned").
+local TUNE_EPISODES, TUNE_SEEDS, HELD_OUT, HELD_OUT_SEEDS = 200, 400000, 500, 600000
+local CEM_ITERATIONS, CEM_POPULATION, CEM_ELITE, CEM_SD = 10, 24, 6, 0.5
+
+local function law_score(name, gains, episodes, seed_base)
+  return success_rate(name, function(_, obs) return heuristic.act(gains, obs) end, episodes, seed_base)
+end
+
+local function tune_expert(name)
+  local task = tasks.get(name)
+  if task.env ~= "LunarLander-v3" then
+    error(("make_policies: --tune-expert searches the gains of LunarLander-v3's heuristic; %s is not that task")
+      :format(name), 0)
+  end
+  local dir = out_root .. "/" .. name
+  assert(sys.mkdir(dir))
+  local t0 = sys.monotonic()
+  local gen = T.Generator(task.policy_seed + 700) -- apart from the cached files' draws
+  local function objective(gains)
+    local s, r = law_score(name, gains, TUNE_EPISODES, TUNE_SEEDS)
+    return s + r * 1e-5, s
+  end
+  local mean, sd = {}, {}
+  for i, k in ipairs(heuristic.NAMES) do mean[i], sd[i] = math.log(heuristic.GYMNASIUM[k]), CEM_SD end
+  local best = { gains = heuristic.GYMNASIUM }
+  best.value, best.success = objective(best.gains)
+  print(("%s Gymnasium's gains: training success %.3f"):format(name, best.success))
+  for it = 1, CEM_ITERATIONS do
+    local pop = {}
+    for c = 1, CEM_POPULATION do
+      local logs, gains = {}, {}
+      for i, k in ipairs(heuristic.NAMES) do
+        logs[i] = mean[i] + sd[i] * gen:normal()
+        gains[k] = math.exp(logs[i])
+      end
+      local value, s = objective(gains)
+      pop[c] = { logs = logs, gains = gains, value = value, success = s }
+    end
+    table.sort(pop, function(a, b) return a.value > b.value end)
+    for i = 1, #heuristic.NAMES do
+      local m, v = 0, 0
+      for c = 1, CEM_ELITE do m = m + pop[c].logs[i] end
+      m = m / CEM_ELITE
+      for c = 1, CEM_ELITE do v = v + (pop[c].logs[i] - m) ^ 2 end
+      mean[i], sd[i] = m, math.max(math.sqrt(v / CEM_ELITE), 0.02)
+    end
+    if pop[1].value > best.value then best = pop[1] end
+    print(("  iteration %d: best training success %.3f, elite %.3f-%.3f"):format(it, pop[1].success,
+      pop[CEM_ELITE].success, pop[1].success))
+  end
+  local held, held_return = law_score(name, best.gains, HELD_OUT, HELD_OUT_SEEDS)
+  local gym_held = law_score(name, heuristic.GYMNASIUM, HELD_OUT, HELD_OUT_SEEDS)
+  local obs, labels, rate = collect(name, task.clone_episodes, task.clone_noise, 100000, gen,
+    { act = function(_, o) return heuristic.act(best.gains, o) end })
+  local expert = policy.new { obs_dim = task.obs_dim, discrete = true, n_actions = task.n_actions,
+    hidden = task.expert_hidden, generator = gen }
+  local loss = clone(expert, obs, labels, task.clone_steps, 3e-3, 512, gen)
+  local s, r = evaluate(name, expert, HELD_OUT, HELD_OUT_SEEDS)
+  local gains = {}
+  for _, k in ipairs(heuristic.NAMES) do gains[k] = best.gains[k] end
+  nn.save(dir .. "/expert-tuned.safetensors", expert, { ["expert.gains"] = io_.json_encode(gains),
+    ["expert.law_success"] = tostring(held), ["expert.clone_success"] = tostring(s) })
+  local shown = {}
+  for _, k in ipairs(heuristic.NAMES) do shown[#shown + 1] = ("%s %.3f"):format(k, gains[k]) end
+  print(("%s tuned heuristic: %s"):format(name, table.concat(shown, ", ")))
+  print(("%s on %d held-out episodes: Gymnasium's gains %.3f, tuned %.3f (return %.1f); clone: %d samples "
+    .. "(noisy rollouts %.2f success), nll %.4f, greedy success %.3f, return %.1f; wrote %s/expert-tuned.safetensors "
+    .. "in %.1f s"):format(name, HELD_OUT, gym_held, held, held_return, obs:size(1), rate, loss, s, r, dir,
+    sys.monotonic() - t0))
+end
+
+local names, converged, episodes, tune = {}, false, 1, false
 do
   local argv, i = { ... }, 1
   while i <= #argv do
     local a = argv[i]
     if a == "--converged" then converged = true
+    elseif a == "--tune-expert" then tune = true
     elseif a == "--episodes" then
       i = i + 1
       episodes = math.tointeger(tonumber(argv[i] or ""))
@@ -230,7 +315,9 @@ do
     i = i + 1
   end
 end
-if #names == 0 then names = tasks.names() end
+if #names == 0 then names = tune and { "LunarLander-v3" } or tasks.names() end
 for _, name in ipairs(names) do
-  if converged then build_converged(name, episodes) else build(name) end
+  if tune then tune_expert(name)
+  elseif converged then build_converged(name, episodes)
+  else build(name) end
 end

@@ -116,6 +116,10 @@ M.schema = {
       .. "convergence with early stopping on initial.demo_episodes episodes, which become the run's demos)" },
   ["initial.demo_episodes"] = { type = "integer", default = 1, check = positive,
     doc = "initial.policy=converged: demonstration episodes it was cloned on (scripts/make_policies.lua --converged)" },
+  ["expert.policy"] = { type = "string", default = "cached", choices = { "cached", "tuned" },
+    doc = "a discrete task's pi_E: cached (expert.safetensors, the clone of Gymnasium's heuristic) or tuned "
+      .. "(expert-tuned.safetensors, the clone of the same law with searched gains: scripts/make_policies.lua "
+      .. "--tune-expert)" },
   ["eval.expert"] = { type = "boolean", default = false,
     doc = "also evaluate the expert (pi_E's mode) on the evaluation states before round 1 (a reference level)" },
   protocol = { type = "string", default = "mile", choices = { "mile", "public" },
@@ -325,6 +329,11 @@ function M.resolve(user, overrides, extra_plugins, opts)
       .. "episodes); set one of them off"):format(tostring(cfg["train.holdout"]), cfg["learner.memory"]), 0)
   end
   local task = tasks.get(cfg.env)
+  if cfg["expert.policy"] == "tuned" and not task.discrete then
+    -- a continuous task's pi_E is a Gaussian around its scripted controller: no file to choose
+    error(("config: 'expert.policy' = tuned: %s's expert is its scripted controller (only a discrete task's "
+      .. "expert is a cloned network)"):format(cfg.env), 0)
+  end
   cfg["human.cost"] = cfg["human.cost"] or task.human_cost
   cfg["human.scale"] = cfg["human.scale"] or task.human_scale
   cfg["learner.cost"] = cfg["learner.cost"] or cfg["human.cost"]
@@ -346,6 +355,7 @@ function M.policy_file(cfg, name)
     if name == "initial" then name = ("initial-converged-%dep"):format(k)
     elseif name == "demos" then name = ("demos-%dep"):format(k) end
   end
+  if name == "expert" and cfg["expert.policy"] == "tuned" then name = "expert-tuned" end
   return ("%s/%s/%s.safetensors"):format(dir, cfg.env, name)
 end
 
