@@ -1,7 +1,7 @@
 -- scripts/calibrate_human.lua - derive each task's simulated-human cost and scale so
 -- that the human's decisions carry information about the state.
 --
---   mile scripts/calibrate_human.lua [--episodes 10] [--write] [--table] [task ...]
+--   mile scripts/calibrate_human.lua [--episodes 10] [--write] [--table] [--set key=value ...] [task ...]
 --
 -- The public code's cost table (c, sigma per task) was tuned to its SAC policies'
 -- log-probability scale. With this project's experts the expected value gap
@@ -18,7 +18,8 @@
 -- E H(p(s)) in bits per step (the metrics' nu_bits_per_step); --write puts c and sigma
 -- into the block `calibrated-human` of scripts/configs/<task>.lua. --table scores the
 -- public code's cost table (mile.tasks: human_cost, human_scale) on the same states
--- instead, for comparison.
+-- instead, for comparison. --set changes the run the states come from, as mile train's
+-- does (expert.policy=tuned, initial.policy=converged: another expert or initial policy).
 local T = require "mile.tensor"
 local ag = require "mile.autograd"
 local loop = require "mile.loop"
@@ -28,8 +29,8 @@ local sys = require "mile.sys"
 local cli = require "mile.cli"
 
 local args = cli.parse("calibrate_human", { ... }, {
-  usage = "usage: mile scripts/calibrate_human.lua [--episodes N] [--write] [--table] [task ...]",
-  options = { episodes = "integer", write = "flag", table = "flag" }, positional = 8,
+  usage = "usage: mile scripts/calibrate_human.lua [--episodes N] [--write] [--table] [--set key=value ...] [task ...]",
+  options = { episodes = "integer", write = "flag", table = "flag", set = "list" }, positional = 8,
 })
 local EPISODES = args.episodes or 10
 local CONFIGS = { ["LunarLander-v3"] = "lunarlander", ["drawer-open-v3"] = "drawer_open",
@@ -51,8 +52,8 @@ end
 --- calibrate(task) -> {cost, scale, bits, p10, p50, p90, states}
 local function calibrate(task)
   -- the initial policy alone: a human that never intervenes watches
-  local run = loop.new_run(loop.resolve { env = task, ["human.cost"] = 1e6, ["human.mental"] = "accurate",
-    episodes_per_round = EPISODES, progress = false, max_episode_steps = 500, seed = 0 })
+  local run = loop.new_run(loop.resolve({ env = task, ["human.cost"] = 1e6, ["human.mental"] = "accurate",
+    episodes_per_round = EPISODES, progress = false, max_episode_steps = 500, seed = 0 }, args.set))
   run:collect(1)
   local obs = run.dataset:column("obs"):float()
   local robot = run.dataset:column("robot_action"):float()
@@ -104,6 +105,7 @@ for _, task in ipairs(tasks) do
   print(("%-20s %6d  %-9s %-9s %.3f  %.3f  %.3f  %.3f   %.3f   (%.0f s)"):format(task, r.states, fmt(r.cost),
     fmt(r.scale), r.p10, r.p50, r.p90, r.mean_p, r.bits, sys.monotonic() - t0))
   if args.write and not args.table then
+    if #args.set > 0 then error("calibrate_human: --write writes a config's default block; --set changes it", 0) end
     local path = ("%s/configs/%s.lua"):format(here, CONFIGS[task] or task)
     local text = assert(io.open(path)):read("a")
     local block = ("  -- calibrated-human:begin (scripts/calibrate_human.lua: %d states, %.2f bits per step)\n"
