@@ -4,12 +4,14 @@
 --   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]]
 --                              [--public-drawer DIR[,DIR]] [--ablation-drawer DIR[,DIR]] [--calibrated DIR[,DIR]]
 --                              [--calibrated-drawer DIR[,DIR]] [--calibrated-button DIR[,DIR]]
---                              [--calibrated-peg DIR[,DIR]] [--converged DIR[,DIR]] [--doc FILE ...]
+--                              [--calibrated-peg DIR[,DIR]] [--converged DIR[,DIR]] [--tuned DIR[,DIR]]
+--                              [--doc FILE ...]
 --
 -- Inputs are the batch directories of scripts/batches/public_lunarlander.lua,
 -- public_ablation.lua, public_drawer.lua, public_ablation_drawer.lua,
 -- calibrated_lunarlander.lua and calibrated_drawer.lua,
--- calibrated_button.lua, calibrated_peg.lua, converged_lunarlander.lua (default runs/<name>). For every
+-- calibrated_button.lua, calibrated_peg.lua, converged_lunarlander.lua and
+-- tuned_lunarlander.lua (default runs/<name>). For every
 -- finished job: AUC, the mean success over rounds 1..R (the area under the success
 -- curve divided by R: the one-number summary), the final round's success, and the
 -- intervention steps used. MILE and a baseline are paired by seed; the interval is
@@ -32,10 +34,11 @@ local MANIPULATION = { { short = "drawer", env = "drawer-open-v3" }, { short = "
 local args = cli.parse("reproduce", { ... }, {
   usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--public-drawer DIR] "
     .. "[--ablation-drawer DIR] [--calibrated DIR] [--calibrated-drawer DIR] [--calibrated-button DIR] "
-    .. "[--calibrated-peg DIR] [--converged DIR] [--doc FILE ...]",
+    .. "[--calibrated-peg DIR] [--converged DIR] [--tuned DIR] [--doc FILE ...]",
   options = { public = "value", ablation = "value", public_drawer = "value", ablation_drawer = "value",
     calibrated = "value", calibrated_drawer = "value",
-    calibrated_button = "value", calibrated_peg = "value", converged = "value", doc = "list" },
+    calibrated_button = "value", calibrated_peg = "value", converged = "value", tuned = "value",
+    doc = "list" },
 })
 
 local M = {}
@@ -194,6 +197,13 @@ function M.headline(methods)
   return table.concat(lines, "\n")
 end
 
+-- The converged-initial-policy specs on LunarLander (scripts/batches/converged_lunarlander.lua,
+-- tuned_lunarlander.lua): their options, default directories, and how their tables are named.
+local CONVERGED = {
+  { option = "converged", name = "converged-lunarlander", title = "", label = "" },
+  { option = "tuned", name = "tuned-lunarlander", title = " with the tuned expert", label = ", tuned expert" },
+}
+
 -- The public code's protocol (scripts/batches/public_<task>.lua) and its ablation
 -- (public_ablation<_task>.lua, each ingredient switched one at a time) on each task: the
 -- options naming their directories, the defaults, and the ablation's ingredients, as the
@@ -285,16 +295,20 @@ local function report()
       .. "the human taking over): %s bits per step over %d runs."):format(pm(b, bc), #bits)
     lines[#lines + 1] = ""
   end
-  local converged = M.jobs(args.converged or "runs/converged-lunarlander")
-  if converged then
-    for _, demos in ipairs { 0, 1 } do
-      lines[#lines + 1] = ("### The calibrated protocol on LunarLander-v3 from BC cloned to convergence on one "
-        .. "episode, %s"):format(demos == 0 and "no demonstrations" or "that episode as demonstrations")
-      lines[#lines + 1] = ""
-      method_table(converged, function(m) return ("demos=%d_method=%s"):format(demos, m:gsub("_", "-")) end, methods,
-        lines, ("LunarLander-v3, mile protocol, converged initial policy, %s"):format(demos == 0 and "no demos"
-          or "its episode as demos"))
-      lines[#lines + 1] = ""
+  -- LunarLander from BC cloned to convergence on one episode, without and with that episode
+  -- as demonstrations: with the cached expert, and with the tuned one
+  for _, study in ipairs(CONVERGED) do
+    local cells = M.jobs(args[study.option] or ("runs/" .. study.name))
+    if cells then
+      for _, demos in ipairs { 0, 1 } do
+        lines[#lines + 1] = ("### The calibrated protocol on LunarLander-v3%s from BC cloned to convergence on one "
+          .. "episode, %s"):format(study.title, demos == 0 and "no demonstrations" or "that episode as demonstrations")
+        lines[#lines + 1] = ""
+        method_table(cells, function(m) return ("demos=%d_method=%s"):format(demos, m:gsub("_", "-")) end, methods,
+          lines, ("LunarLander-v3, mile protocol%s, converged initial policy, %s"):format(study.label,
+            demos == 0 and "no demos" or "its episode as demos"))
+        lines[#lines + 1] = ""
+      end
     end
   end
   for _, task in ipairs(MANIPULATION) do

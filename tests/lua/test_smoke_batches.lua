@@ -66,7 +66,7 @@ end
 
 local SPECS = { "public_lunarlander", "public_ablation", "public_drawer", "public_ablation_drawer",
   "calibrated_lunarlander", "calibrated_drawer", "calibrated_button", "calibrated_peg", "converged_lunarlander",
-  "cost_sweep", "lambda_sweep", "loss_variants", "mental_ablation" }
+  "tuned_lunarlander", "cost_sweep", "lambda_sweep", "loss_variants", "mental_ablation" }
 local outs, t0 = {}, sys.monotonic()
 
 T.test("every spec in scripts/batches runs through mile batch at a tiny budget", function()
@@ -107,7 +107,7 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
     T.quote(outs.public_drawer), "--ablation-drawer", T.quote(outs.public_ablation_drawer), "--calibrated",
     T.quote(outs.calibrated_lunarlander), "--calibrated-drawer", T.quote(outs.calibrated_drawer), "--calibrated-button",
     T.quote(outs.calibrated_button), "--calibrated-peg", T.quote(outs.calibrated_peg), "--converged",
-    T.quote(outs.converged_lunarlander), "--doc", T.quote(doc), "--doc", T.quote(results) }, " "))
+    T.quote(outs.converged_lunarlander), "--tuned", T.quote(outs.tuned_lunarlander), "--doc", T.quote(doc), "--doc", T.quote(results) }, " "))
   T.eq(code, 0, text)
   for _, heading in ipairs { "### The public code's protocol on LunarLander%-v3",
     "### Which ingredient moves MILE minus HG%-DAgger on LunarLander%-v3 %(AUC, 2 seeds%)",
@@ -128,7 +128,7 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
   local block = T.read_file(results):match("<!%-%- reproduce%-headline:begin %-%->\n(.-)<!%-%- reproduce%-headline:end")
   T.truthy(block, "the results file keeps its reproduce-headline block")
   T.eq(block:gsub("%s+$", ""), headline:gsub("%s+$", ""), "the headline block was replaced")
-  T.eq(select(2, headline:gsub("\n| ", "")), 12, "a headline row for each of the 12 method tables")
+  T.eq(select(2, headline:gsub("\n| ", "")), 14, "a headline row for each of the 14 method tables")
   -- each method row of the public table and of the drawer tables, recomputed from the jobs
   local checks = {
     { out = outs.public_lunarlander, section = "### The public code's protocol on LunarLander", prefix = "" },
@@ -139,6 +139,8 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
     { out = outs.calibrated_peg, section = "peg%-insert%-side%-v3, 1 demonstration episode", prefix = "demos=1_" },
     { out = outs.converged_lunarlander, section = "convergence on one episode, no demonstrations", prefix = "demos=0_",
       initial = "BC cloned to convergence" },
+    { out = outs.tuned_lunarlander, section = "with the tuned expert from BC cloned to convergence on one episode, "
+      .. "that episode as demonstrations", prefix = "demos=1_", initial = "BC cloned to convergence" },
   }
   for _, c in ipairs(checks) do
     local cells = jobs_of(c.out)
