@@ -2,13 +2,14 @@
 -- of MILE against each baseline, with 95% intervals, from finished batch directories.
 --
 --   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]]
---                              [--public-drawer DIR[,DIR]] [--ablation-drawer DIR[,DIR]] [--calibrated DIR[,DIR]]
+--                              [--public-drawer DIR[,DIR]] [--ablation-drawer DIR[,DIR]] [--public-tuned DIR[,DIR]]
+--                              [--calibrated DIR[,DIR]]
 --                              [--calibrated-drawer DIR[,DIR]] [--calibrated-button DIR[,DIR]]
 --                              [--calibrated-peg DIR[,DIR]] [--converged DIR[,DIR]] [--tuned DIR[,DIR]]
 --                              [--doc FILE ...]
 --
 -- Inputs are the batch directories of scripts/batches/public_lunarlander.lua,
--- public_ablation.lua, public_drawer.lua, public_ablation_drawer.lua,
+-- public_ablation.lua, public_drawer.lua, public_ablation_drawer.lua, public_tuned_lunarlander.lua,
 -- calibrated_lunarlander.lua and calibrated_drawer.lua,
 -- calibrated_button.lua, calibrated_peg.lua, converged_lunarlander.lua and
 -- tuned_lunarlander.lua (default runs/<name>). For every
@@ -33,11 +34,11 @@ local MANIPULATION = { { short = "drawer", env = "drawer-open-v3" }, { short = "
 
 local args = cli.parse("reproduce", { ... }, {
   usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--public-drawer DIR] "
-    .. "[--ablation-drawer DIR] [--calibrated DIR] [--calibrated-drawer DIR] [--calibrated-button DIR] "
-    .. "[--calibrated-peg DIR] [--converged DIR] [--tuned DIR] [--doc FILE ...]",
+    .. "[--ablation-drawer DIR] [--public-tuned DIR] [--calibrated DIR] [--calibrated-drawer DIR] "
+    .. "[--calibrated-button DIR] [--calibrated-peg DIR] [--converged DIR] [--tuned DIR] [--doc FILE ...]",
   options = { public = "value", ablation = "value", public_drawer = "value", ablation_drawer = "value",
     calibrated = "value", calibrated_drawer = "value",
-    calibrated_button = "value", calibrated_peg = "value", converged = "value", tuned = "value",
+    calibrated_button = "value", calibrated_peg = "value", converged = "value", tuned = "value", public_tuned = "value",
     doc = "list" },
 })
 
@@ -208,12 +209,16 @@ local CONVERGED = {
 -- (public_ablation<_task>.lua, each ingredient switched one at a time) on each task: the
 -- options naming their directories, the defaults, and the ablation's ingredients, as the
 -- ablation spec labels its cells (variant=mile-<ingredient>, variant=hg_dagger-<ingredient>);
--- mile_only: the ingredients that act on MILE alone, paired with the preset's HG-DAgger.
+-- mile_only: the ingredients that act on MILE alone, paired with the preset's HG-DAgger;
+-- title: what sets the study apart from the task's first (the preset with the tuned expert
+-- has no ablation).
 local PUBLIC = {
   { env = "LunarLander-v3", public = "public", ablation = "ablation", public_dir = "runs/public-lunarlander",
     ablation_dir = "runs/public-ablation",
     ingredients = { "no_labels_every_step", "sampling_human", "with_demos", "last_policy", "warm_mental",
       "no_holdout" }, mile_only = { no_labels_every_step = true, warm_mental = true } },
+  { env = "LunarLander-v3", title = " with the tuned expert", public = "public_tuned",
+    public_dir = "runs/public-tuned-lunarlander" },
   { env = "drawer-open-v3", public = "public_drawer", ablation = "ablation_drawer", public_dir = "runs/public-drawer",
     ablation_dir = "runs/public-ablation-drawer",
     ingredients = { "unshrunk_human", "with_demos", "last_policy", "warm_mental", "no_holdout" },
@@ -225,13 +230,13 @@ local PUBLIC = {
 local function public_tables(study, methods, lines)
   local public = M.jobs(args[study.public] or study.public_dir)
   if public then
-    lines[#lines + 1] = ("### The public code's protocol on %s"):format(study.env)
+    lines[#lines + 1] = ("### The public code's protocol on %s%s"):format(study.env, study.title or "")
     lines[#lines + 1] = ""
     method_table(public, function(m) return "method=" .. m:gsub("_", "-") end, methods, lines,
-      ("%s, public protocol"):format(study.env))
+      ("%s, public protocol%s"):format(study.env, study.title and "," .. study.title:gsub(" with", "") or ""))
     lines[#lines + 1] = ""
   end
-  local ablation = M.jobs(args[study.ablation] or study.ablation_dir)
+  local ablation = study.ablation and M.jobs(args[study.ablation] or study.ablation_dir)
   if public and ablation then
     -- the preset's runs on the seeds the ablation ran
     local seeds = {}

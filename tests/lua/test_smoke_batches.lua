@@ -65,6 +65,7 @@ local function pm2(a, b, f)
 end
 
 local SPECS = { "public_lunarlander", "public_ablation", "public_drawer", "public_ablation_drawer",
+  "public_tuned_lunarlander",
   "calibrated_lunarlander", "calibrated_drawer", "calibrated_button", "calibrated_peg", "converged_lunarlander",
   "tuned_lunarlander", "cost_sweep", "lambda_sweep", "loss_variants", "mental_ablation" }
 local outs, t0 = {}, sys.monotonic()
@@ -104,10 +105,12 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
   T.write_file(results, "# Results\n\n<!-- reproduce-headline:begin -->\nold\n<!-- reproduce-headline:end -->\n")
   local code, text = T.shell(root, table.concat({ T.quote(MILE), "scripts/reproduce.lua", "--public",
     T.quote(outs.public_lunarlander), "--ablation", T.quote(outs.public_ablation), "--public-drawer",
-    T.quote(outs.public_drawer), "--ablation-drawer", T.quote(outs.public_ablation_drawer), "--calibrated",
+    T.quote(outs.public_drawer), "--ablation-drawer", T.quote(outs.public_ablation_drawer), "--public-tuned",
+    T.quote(outs.public_tuned_lunarlander), "--calibrated",
     T.quote(outs.calibrated_lunarlander), "--calibrated-drawer", T.quote(outs.calibrated_drawer), "--calibrated-button",
     T.quote(outs.calibrated_button), "--calibrated-peg", T.quote(outs.calibrated_peg), "--converged",
-    T.quote(outs.converged_lunarlander), "--tuned", T.quote(outs.tuned_lunarlander), "--doc", T.quote(doc), "--doc", T.quote(results) }, " "))
+    T.quote(outs.converged_lunarlander), "--tuned", T.quote(outs.tuned_lunarlander), "--doc", T.quote(doc), "--doc",
+    T.quote(results) }, " "))
   T.eq(code, 0, text)
   for _, heading in ipairs { "### The public code's protocol on LunarLander%-v3",
     "### Which ingredient moves MILE minus HG%-DAgger on LunarLander%-v3 %(AUC, 2 seeds%)",
@@ -128,11 +131,13 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
   local block = T.read_file(results):match("<!%-%- reproduce%-headline:begin %-%->\n(.-)<!%-%- reproduce%-headline:end")
   T.truthy(block, "the results file keeps its reproduce-headline block")
   T.eq(block:gsub("%s+$", ""), headline:gsub("%s+$", ""), "the headline block was replaced")
-  T.eq(select(2, headline:gsub("\n| ", "")), 14, "a headline row for each of the 14 method tables")
+  T.eq(select(2, headline:gsub("\n| ", "")), 15, "a headline row for each of the 15 method tables")
   -- each method row of the public table and of the drawer tables, recomputed from the jobs
   local checks = {
     { out = outs.public_lunarlander, section = "### The public code's protocol on LunarLander", prefix = "" },
     { out = outs.public_drawer, section = "### The public code's protocol on drawer", prefix = "" },
+    { out = outs.public_tuned_lunarlander, section = "### The public code's protocol on LunarLander%-v3 with the tuned "
+      .. "expert", prefix = "" },
     { out = outs.calibrated_drawer, section = "drawer%-open%-v3, no demonstrations", prefix = "demos=0_" },
     { out = outs.calibrated_drawer, section = "drawer%-open%-v3, 1 demonstration episode", prefix = "demos=1_" },
     { out = outs.calibrated_button, section = "button%-press%-v3, no demonstrations", prefix = "demos=0_" },
