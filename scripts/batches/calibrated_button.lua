@@ -10,5 +10,5 @@ return {
   set = { ["eval.expert"] = true, ["bc.steps"] = 100 },
   grid = { method = { "mile", "hg_dagger", "iwr", "bc" }, demos = { 0, 1 } },
   axes = { "demos", "method" },
-  seeds = { 0, 1, 2, 3, 4 },
+  seeds = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 },
 }

@@ -11,7 +11,7 @@
 -- discrete code's (public_ablation.lua). Ingredients that act on MILE alone leave
 -- HG-DAgger as in the preset, so the baseline runs only the others.
 -- Budget: public_drawer.lua's (10 rounds, 100 epochs, batch 1024, 30 evaluation episodes,
--- 5 seeds; docs/reproduction.md section 4).
+-- 10 seeds; docs/reproduction.md section 4).
 --   mile batch scripts/batches/public_ablation_drawer.lua [--workers 2]   -> runs/public-ablation-drawer/
 local PUBLIC = { env = "drawer-open-v3", rounds = 10, epochs = 100, batch_size = 1024, lr = 1e-4,
   episodes_per_round = 1, eval_episodes = 30, max_episode_steps = 500, demos = 0, ["human.shrink"] = true,
@@ -31,5 +31,5 @@ return {
     { label = "hg_dagger-last_policy", method = "hg_dagger", ["eval.select"] = "last" },
     { label = "hg_dagger-no_holdout", method = "hg_dagger", ["train.holdout"] = 0 },
   } },
-  seeds = { 0, 1, 2, 3, 4 },
+  seeds = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 },
 }

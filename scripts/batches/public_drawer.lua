@@ -9,9 +9,9 @@
 -- Budget, stated in docs/reproduction.md section 4: 10 rounds x 1 episode (of at most 500
 -- steps), 100 epochs at batch 1024, lr 1e-4, best-of selection every 50 epochs on 30
 -- episodes: the LunarLander preset's (public_lunarlander.lua; the public code: 20 rounds x
--- 300 epochs). 30 evaluation episodes (not 100) and 5 seeds (not 10), so that this spec
--- and public_ablation_drawer.lua together (13 cells x 5 seeds) run in about 70 minutes on
--- one worker: one run took 40 s (BC) to 78 s (MILE) here; training at batch 1024, not
+-- 300 epochs). 30 evaluation episodes (not 100), so that this spec and
+-- public_ablation_drawer.lua together (13 cells x 10 seeds) run in about 100 minutes on
+-- two workers: one run took 40 s (BC) to 78 s (MILE) here; training at batch 1024, not
 -- evaluation, is most of a run (100 evaluation episodes made a MILE run 103 s). The
 -- expert is scored on the same states (eval.expert, a reference level).
 --   mile batch scripts/batches/public_drawer.lua [--workers 2]   -> runs/public-drawer/
@@ -20,5 +20,5 @@ return {
   base = { env = "drawer-open-v3", protocol = "public", rounds = 10, epochs = 100, ["eval.every"] = 50,
     eval_episodes = 30, max_episode_steps = 500, ["eval.expert"] = true },
   grid = { method = { "mile", "hg_dagger", "iwr", "bc" } },
-  seeds = { 0, 1, 2, 3, 4 },
+  seeds = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 },
 }
