@@ -210,14 +210,14 @@ local CONVERGED = {
 -- options naming their directories, the defaults, and the ablation's ingredients, as the
 -- ablation spec labels its cells (variant=mile-<ingredient>, variant=hg_dagger-<ingredient>);
 -- mile_only: the ingredients that act on MILE alone, paired with the preset's HG-DAgger;
--- title: what sets the study apart from the task's first (the preset with the tuned expert
--- has no ablation).
+-- title, label: what sets the study apart from the task's first, in its heading and in the
+-- headline table (the preset with the tuned expert has no ablation).
 local PUBLIC = {
   { env = "LunarLander-v3", public = "public", ablation = "ablation", public_dir = "runs/public-lunarlander",
     ablation_dir = "runs/public-ablation",
     ingredients = { "no_labels_every_step", "sampling_human", "with_demos", "last_policy", "warm_mental",
       "no_holdout" }, mile_only = { no_labels_every_step = true, warm_mental = true } },
-  { env = "LunarLander-v3", title = " with the tuned expert", public = "public_tuned",
+  { env = "LunarLander-v3", title = " with the tuned expert", label = ", tuned expert", public = "public_tuned",
     public_dir = "runs/public-tuned-lunarlander" },
   { env = "drawer-open-v3", public = "public_drawer", ablation = "ablation_drawer", public_dir = "runs/public-drawer",
     ablation_dir = "runs/public-ablation-drawer",
@@ -233,7 +233,7 @@ local function public_tables(study, methods, lines)
     lines[#lines + 1] = ("### The public code's protocol on %s%s"):format(study.env, study.title or "")
     lines[#lines + 1] = ""
     method_table(public, function(m) return "method=" .. m:gsub("_", "-") end, methods, lines,
-      ("%s, public protocol%s"):format(study.env, study.title and "," .. study.title:gsub(" with", "") or ""))
+      ("%s, public protocol%s"):format(study.env, study.label or ""))
     lines[#lines + 1] = ""
   end
   local ablation = study.ablation and M.jobs(args[study.ablation] or study.ablation_dir)
