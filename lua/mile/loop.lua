@@ -590,12 +590,18 @@ function Run:expert_act()
 end
 
 -- The policy alone, deterministic, on the fixed evaluation states. act(obs) -> action
--- replaces the robot policy (e.g. to score the expert on the same states).
-function Run:evaluate(episodes, act)
+-- replaces the robot policy (e.g. to score the expert on the same states). opts.first:
+-- start at that episode (the seeds do not depend on the count, so episodes first..n
+-- extend a score of first - 1 episodes; mile.rescore); opts.on_episode(i, wins,
+-- return_sum, length_sum) sees the running sums after each episode. Returns the means
+-- {success, return, length} over the episodes played, and their sums {wins,
+-- return_sum, length_sum, n}.
+function Run:evaluate(episodes, act, opts)
   act = act or function(obs) return policy.act(self.policy, obs, true) end
+  local first, on_episode = opts and opts.first or 1, opts and opts.on_episode
   local env = self.eval_env
   local wins, ret, len = 0, 0, 0
-  for i = 1, episodes do
+  for i = first, episodes do
     local obs = env:reset { seed = eval_seed(self.cfg, i) }
     local done, t = false, 0
     while not done do
@@ -606,9 +612,12 @@ function Run:evaluate(episodes, act)
       done = term or trunc or info.success or t >= self.cfg.max_episode_steps
     end
     len = len + t
+    if on_episode then on_episode(i, wins, ret, len) end
   end
-  local n = math.max(episodes, 1)
-  return { success = wins / n, ["return"] = ret / n, length = len / n }
+  local played = math.max(episodes - first + 1, 0)
+  local n = math.max(played, 1)
+  return { success = wins / n, ["return"] = ret / n, length = len / n },
+    { wins = wins, return_sum = ret, length_sum = len, n = played }
 end
 
 M.metric_columns = { "round", "episodes", "steps", "interventions", "interventions_total", "intervention_rate",
