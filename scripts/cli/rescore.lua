@@ -4,8 +4,8 @@
 -- (mile.rescore): every round's checkpoint, the initial policy and the expert
 -- reference; the references' stored scores (with --full, every round's too) are first
 -- checked to come out again on their own episodes.
--- A DIR is a run directory or a batch directory (mile batch --out): a batch's finished
--- jobs are rescored and its aggregate files written again.
+-- A DIR is a run directory or a batch directory (mile batch --out): a batch's jobs are
+-- rescored and its aggregate files written again.
 local cli = require "mile.cli"
 local rescore = require "mile.rescore"
 local batch = require "mile.batch"
@@ -34,8 +34,9 @@ cli.guard("rescore", function()
   for _, dir in ipairs(args) do
     if sys.stat(dir .. "/batch.lua") == "file" then
       local plan = rundir.read_data(dir .. "/batch.lua")
-      for _, job in ipairs(plan.jobs) do
-        if batch.job_state(dir, job) == "finished" then one(dir .. "/jobs/" .. job.id) end
+      for _, job in ipairs(plan.jobs) do -- jobs with a committed round (a resumed one goes on at N)
+        local jd = dir .. "/jobs/" .. job.id
+        if sys.stat(jd .. "/state.lua") == "file" then one(jd) end
       end
       batch.aggregate(dir)
     elseif rundir.is_rundir(dir) then
