@@ -5,7 +5,8 @@
 --   <dir>/plugins/<k>_<name>.lua  a copy of each plugin file, loaded on resume / open
 --   <dir>/state.lua               the commit point: format, round, episodes, rows (dataset
 --                                 rows committed), generators, metrics, initial,
---                                 schedule, checkpoint (relative to dir)
+--                                 schedule, checkpoint (relative to dir); after
+--                                 mile rescore, eval_episodes (the scores' count)
 --   <dir>/checkpoints/round_NNN/  policy, mental model, memory, optimiser states
 --   <dir>/dataset.csv, metrics.csv, report.md and plots
 --

@@ -10,11 +10,11 @@
 -- the 20% hold-out (off: 0). The argmax human and the labels on every step are the
 -- discrete code's (public_ablation.lua). Ingredients that act on MILE alone leave
 -- HG-DAgger as in the preset, so the baseline runs only the others.
--- Budget: public_drawer.lua's (10 rounds, 100 epochs, batch 1024, 30 evaluation episodes,
+-- Budget: public_drawer.lua's (10 rounds, 100 epochs, batch 1024, 100 evaluation episodes,
 -- 10 seeds; docs/reproduction.md section 4).
 --   mile batch scripts/batches/public_ablation_drawer.lua [--workers 2]   -> runs/public-ablation-drawer/
 local PUBLIC = { env = "drawer-open-v3", rounds = 10, epochs = 100, batch_size = 1024, lr = 1e-4,
-  episodes_per_round = 1, eval_episodes = 30, max_episode_steps = 500, demos = 0, ["human.shrink"] = true,
+  episodes_per_round = 1, eval_episodes = 100, max_episode_steps = 500, demos = 0, ["human.shrink"] = true,
   ["learner.mental_init"] = "random", ["eval.select"] = "best", ["eval.every"] = 50, ["eval.select_episodes"] = 30,
   ["train.holdout"] = 0.2, ["eval.expert"] = true }
 return {

@@ -1,8 +1,10 @@
--- MILE on peg-insert-side-v3 (continuous actions, 4-frame observations). Human cost 75 and scale 175
--- (the public code's COST_LOOKUP); one episode per round as in the public code. The
--- public code trains 20 rounds x 300 epochs at batch 1024, lr 1e-4 (SAC-sized nets);
--- these defaults (8 rounds x 100 epochs at batch 256, lr 1e-3) are a smaller budget
--- that runs in seconds here; they are what docs/results.md reports.
+-- MILE on peg-insert-side-v3 (continuous actions, 4-frame observations), with the calibrated
+-- simulated human below (scripts/calibrate_human.lua; the public code's COST_LOOKUP gives
+-- cost 75, scale 175, which carry almost no information here: docs/reproduction.md
+-- section 2); one episode per round as in the public code. The public code trains 20
+-- rounds x 300 epochs at batch 1024, lr 1e-4 (SAC-sized nets); these defaults (8 rounds
+-- x 100 epochs at batch 256, lr 1e-3) are a smaller budget. 100 evaluation episodes, as
+-- the study's results use (docs/results.md).
 return {
   env = "peg-insert-side-v3",
   method = "mile",
@@ -12,7 +14,7 @@ return {
   epochs = 100,
   batch_size = 256,
   lr = 1e-3,
-  eval_episodes = 30,
+  eval_episodes = 100,
   max_episode_steps = 500,
   loss = { variant = "paper", lambda = 0.5 },
   -- calibrated-human:begin (scripts/calibrate_human.lua: 4620 states, 0.24 bits per step)
