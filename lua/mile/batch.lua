@@ -283,7 +283,7 @@ function M.plan(spec, overrides, extra_plugins)
     if ids[cell.id] then error(("batch: two cells are both named %s (give table values distinct labels)"):format(cell.id), 0) end
     ids[cell.id] = true
   end
-  local jobs = {}
+  local jobs, unused_by = {}, {} -- a --set key: the jobs whose selected entries do not own it
   for _, seed in ipairs(seeds) do
     for _, cell in ipairs(cells) do
       local id = ("%s_seed=%d"):format(cell.id, seed)
@@ -293,9 +293,22 @@ function M.plan(spec, overrides, extra_plugins)
       settings[#settings + 1] = "seed=" .. seed
       settings[#settings + 1] = "name=" .. id
       settings[#settings + 1] = "progress=false"
-      local ok, cfg = pcall(loop.resolve, base, settings)
+      local unused = {}
+      local ok, cfg = pcall(loop.resolve, base, settings, nil, { unused = unused })
       if not ok then error(("batch: job %s: %s"):format(id, tostring(cfg)), 0) end
+      for k, owner in pairs(unused) do
+        unused_by[k] = unused_by[k] or { owner = owner, n = 0 }
+        unused_by[k].n = unused_by[k].n + 1
+      end
       jobs[#jobs + 1] = { id = id, cell = cell.id, seed = seed, settings = settings, config = cfg }
+    end
+  end
+  -- a setting for some of the grid's methods (bc.steps beside BC) is no mistake; one that
+  -- no job uses is worth one warning, not one per job
+  for _, k in ipairs(sorted_keys(unused_by)) do
+    if unused_by[k].n == #jobs then
+      io.stderr:write(("mile: warning: batch %s: %s belongs to %s, which no job of the batch uses\n"):format(
+        spec.name, k, unused_by[k].owner))
     end
   end
   return { name = spec.name, axes = axes, cells = cells, seeds = seeds, jobs = jobs, base = base }

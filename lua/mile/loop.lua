@@ -243,7 +243,9 @@ end
 --- nested); overrides: "key=value" strings (--set), applied before anything is
 --- validated; extra_plugins: specs (--plugin) loaded with the config's own `plugins`;
 --- opts.no_code: load no code (a run directory's stored config: its plugins are loaded
---- already, and a file path where a name belongs is refused).
+--- already, and a file path where a name belongs is refused); opts.unused: a table that
+--- collects {key = owner} for --set keys of entries the config does not select, instead
+--- of a warning on stderr (mile.batch warns once for a whole batch).
 function M.resolve(user, overrides, extra_plugins, opts)
   local no_code = opts and opts.no_code
   local flat = config.flatten(user or {}, "")
@@ -296,8 +298,12 @@ function M.resolve(user, overrides, extra_plugins, opts)
   for _, k in ipairs(over_order) do
     if over[k] ~= nil and schema[k] == nil and registry.spec(k) then
       schema[k] = registry.spec(k)
-      io.stderr:write(("mile: warning: --set %s: the key belongs to %s, which this run does not use\n"):format(k,
-        registry.owner(k)))
+      if opts and opts.unused then
+        opts.unused[k] = registry.owner(k)
+      else
+        io.stderr:write(("mile: warning: --set %s: the key belongs to %s, which this run does not use\n"):format(k,
+          registry.owner(k)))
+      end
     end
   end
   local protocol = over.protocol or flat.protocol

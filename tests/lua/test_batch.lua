@@ -63,6 +63,25 @@ T.test("a spec plans cells x seeds, checked before anything runs", function()
   T.raises(function() batch.plan { name = "p", base = BASE, seedz = { 1 } } end, "unknown spec key 'seedz'")
 end)
 
+T.test("a setting that only some methods use is quiet; one no job uses warns once", function()
+  local function warnings(spec)
+    local said, stderr = {}, io.stderr
+    io.stderr = { write = function(_, s) said[#said + 1] = s end }
+    local ok, err = pcall(batch.plan, spec)
+    io.stderr = stderr
+    assert(ok, err)
+    return said
+  end
+  local quiet = warnings { name = "p", base = BASE, seeds = { 0, 1 }, set = { ["bc.steps"] = 5 },
+    grid = { method = { "mile", "bc" } } }
+  T.eq(#quiet, 0, table.concat(quiet))
+  local said = warnings { name = "p", base = BASE, seeds = { 0, 1 }, set = { ["bc.steps"] = 5 },
+    grid = { method = { "mile", "iwr" } } }
+  T.eq(#said, 1, table.concat(said))
+  T.truthy(said[1]:find('bc.steps belongs to method "bc"', 1, true), said[1])
+  T.truthy(said[1]:find("which no job of the batch uses", 1, true), said[1])
+end)
+
 -- the tiny batch of the next tests: 2 cells x 2 seeds
 local spec = tmp .. "/tiny.lua"
 assert(io.open(spec, "w")):write([[
