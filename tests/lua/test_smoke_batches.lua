@@ -65,7 +65,7 @@ local function pm2(a, b, f)
 end
 
 local SPECS = { "public_lunarlander", "public_ablation", "public_drawer", "public_ablation_drawer",
-  "public_tuned_lunarlander",
+  "public_tuned_lunarlander", "public_hold_lunarlander",
   "calibrated_lunarlander", "calibrated_drawer", "calibrated_button", "calibrated_peg", "converged_lunarlander",
   "tuned_lunarlander", "cost_sweep", "lambda_sweep", "loss_variants", "mental_ablation" }
 local outs, t0 = {}, sys.monotonic()
