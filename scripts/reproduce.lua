@@ -3,14 +3,14 @@
 --
 --   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]]
 --                              [--public-drawer DIR[,DIR]] [--ablation-drawer DIR[,DIR]] [--public-tuned DIR[,DIR]]
---                              [--calibrated DIR[,DIR]]
+--                              [--public-hold DIR[,DIR]] [--calibrated DIR[,DIR]]
 --                              [--calibrated-drawer DIR[,DIR]] [--calibrated-button DIR[,DIR]]
 --                              [--calibrated-peg DIR[,DIR]] [--converged DIR[,DIR]] [--tuned DIR[,DIR]]
 --                              [--doc FILE ...]
 --
 -- Inputs are the batch directories of scripts/batches/public_lunarlander.lua,
 -- public_ablation.lua, public_drawer.lua, public_ablation_drawer.lua, public_tuned_lunarlander.lua,
--- calibrated_lunarlander.lua and calibrated_drawer.lua,
+-- public_hold_lunarlander.lua, calibrated_lunarlander.lua and calibrated_drawer.lua,
 -- calibrated_button.lua, calibrated_peg.lua, converged_lunarlander.lua and
 -- tuned_lunarlander.lua (default runs/<name>). For every
 -- finished job: AUC, the mean success over rounds 1..R (the area under the success
@@ -34,11 +34,12 @@ local MANIPULATION = { { short = "drawer", env = "drawer-open-v3" }, { short = "
 
 local args = cli.parse("reproduce", { ... }, {
   usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--public-drawer DIR] "
-    .. "[--ablation-drawer DIR] [--public-tuned DIR] [--calibrated DIR] [--calibrated-drawer DIR] "
+    .. "[--ablation-drawer DIR] [--public-tuned DIR] [--public-hold DIR] [--calibrated DIR] [--calibrated-drawer DIR] "
     .. "[--calibrated-button DIR] [--calibrated-peg DIR] [--converged DIR] [--tuned DIR] [--doc FILE ...]",
   options = { public = "value", ablation = "value", public_drawer = "value", ablation_drawer = "value",
     calibrated = "value", calibrated_drawer = "value",
     calibrated_button = "value", calibrated_peg = "value", converged = "value", tuned = "value", public_tuned = "value",
+    public_hold = "value",
     doc = "list" },
 })
 
@@ -211,7 +212,7 @@ local CONVERGED = {
 -- ablation spec labels its cells (variant=mile-<ingredient>, variant=hg_dagger-<ingredient>);
 -- mile_only: the ingredients that act on MILE alone, paired with the preset's HG-DAgger;
 -- title, label: what sets the study apart from the task's first, in its heading and in the
--- headline table (the preset with the tuned expert has no ablation).
+-- headline table (the presets with the tuned expert have no ablation).
 local PUBLIC = {
   { env = "LunarLander-v3", public = "public", ablation = "ablation", public_dir = "runs/public-lunarlander",
     ablation_dir = "runs/public-ablation",
@@ -219,6 +220,8 @@ local PUBLIC = {
       "no_holdout" }, mile_only = { no_labels_every_step = true, warm_mental = true } },
   { env = "LunarLander-v3", title = " with the tuned expert", label = ", tuned expert", public = "public_tuned",
     public_dir = "runs/public-tuned-lunarlander" },
+  { env = "LunarLander-v3", title = " with the tuned expert and contiguous takeovers (human.hold = 25)",
+    label = ", tuned expert, held takeovers", public = "public_hold", public_dir = "runs/public-hold-lunarlander" },
   { env = "drawer-open-v3", public = "public_drawer", ablation = "ablation_drawer", public_dir = "runs/public-drawer",
     ablation_dir = "runs/public-ablation-drawer",
     ingredients = { "unshrunk_human", "with_demos", "last_policy", "warm_mental", "no_holdout" },

@@ -106,7 +106,7 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
   local code, text = T.shell(root, table.concat({ T.quote(MILE), "scripts/reproduce.lua", "--public",
     T.quote(outs.public_lunarlander), "--ablation", T.quote(outs.public_ablation), "--public-drawer",
     T.quote(outs.public_drawer), "--ablation-drawer", T.quote(outs.public_ablation_drawer), "--public-tuned",
-    T.quote(outs.public_tuned_lunarlander), "--calibrated",
+    T.quote(outs.public_tuned_lunarlander), "--public-hold", T.quote(outs.public_hold_lunarlander), "--calibrated",
     T.quote(outs.calibrated_lunarlander), "--calibrated-drawer", T.quote(outs.calibrated_drawer), "--calibrated-button",
     T.quote(outs.calibrated_button), "--calibrated-peg", T.quote(outs.calibrated_peg), "--converged",
     T.quote(outs.converged_lunarlander), "--tuned", T.quote(outs.tuned_lunarlander), "--doc", T.quote(doc), "--doc",
@@ -131,13 +131,15 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
   local block = T.read_file(results):match("<!%-%- reproduce%-headline:begin %-%->\n(.-)<!%-%- reproduce%-headline:end")
   T.truthy(block, "the results file keeps its reproduce-headline block")
   T.eq(block:gsub("%s+$", ""), headline:gsub("%s+$", ""), "the headline block was replaced")
-  T.eq(select(2, headline:gsub("\n| ", "")), 15, "a headline row for each of the 15 method tables")
+  T.eq(select(2, headline:gsub("\n| ", "")), 16, "a headline row for each of the 16 method tables")
   -- each method row of the public table and of the drawer tables, recomputed from the jobs
   local checks = {
     { out = outs.public_lunarlander, section = "### The public code's protocol on LunarLander", prefix = "" },
     { out = outs.public_drawer, section = "### The public code's protocol on drawer", prefix = "" },
     { out = outs.public_tuned_lunarlander, section = "### The public code's protocol on LunarLander%-v3 with the tuned "
-      .. "expert", prefix = "" },
+      .. "expert\n", prefix = "" },
+    { out = outs.public_hold_lunarlander, section = "### The public code's protocol on LunarLander%-v3 with the tuned "
+      .. "expert and contiguous takeovers", prefix = "" },
     { out = outs.calibrated_drawer, section = "drawer%-open%-v3, no demonstrations", prefix = "demos=0_" },
     { out = outs.calibrated_drawer, section = "drawer%-open%-v3, 1 demonstration episode", prefix = "demos=1_" },
     { out = outs.calibrated_button, section = "button%-press%-v3, no demonstrations", prefix = "demos=0_" },
