@@ -50,12 +50,7 @@ local function same_score(a, b, what)
   for k in pairs(SCORES) do T.eq(a[k], b[k], what .. " " .. k) end
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = T.read_file
 
 local LUNAR = { env = "LunarLander-v3", method = "mile", rounds = 2, episodes_per_round = 1, epochs = 2,
   ["eval.expert"] = true, progress = false }
