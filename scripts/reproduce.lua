@@ -3,6 +3,7 @@
 --
 --   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]]
 --                              [--public-drawer DIR[,DIR]] [--ablation-drawer DIR[,DIR]] [--public-tuned DIR[,DIR]]
+--                              [--ablation-preset DIR[,DIR]] [--ablation-drawer-preset DIR[,DIR]]
 --                              [--public-hold DIR[,DIR]] [--calibrated DIR[,DIR]]
 --                              [--calibrated-drawer DIR[,DIR]] [--calibrated-button DIR[,DIR]]
 --                              [--calibrated-peg DIR[,DIR]] [--converged DIR[,DIR]] [--tuned DIR[,DIR]]
@@ -20,7 +21,9 @@
 -- the reference levels, the initial policy's success before round 1 and the expert's
 -- (runs with eval.expert) on the runs' own evaluation states. Last, one headline table:
 -- MILE minus each baseline in every study, AUC and final success, resolved differences in
--- bold. With --doc FILE (repeatable) the tables replace the block `reproduce-results` of
+-- bold. An ablation pairs its cells with the preset's runs by seed; --ablation-preset
+-- and --ablation-drawer-preset name other directories of those runs (the same runs
+-- scored on the ablation's evaluation episodes: before mile rescore, say). With --doc FILE (repeatable) the tables replace the block `reproduce-results` of
 -- that file (docs/reproduction.md) and the headline table its block `reproduce-headline`
 -- (docs/results.md).
 local sys = require "mile.sys"
@@ -34,12 +37,12 @@ local MANIPULATION = { { short = "drawer", env = "drawer-open-v3" }, { short = "
 
 local args = cli.parse("reproduce", { ... }, {
   usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--public-drawer DIR] "
-    .. "[--ablation-drawer DIR] [--public-tuned DIR] [--public-hold DIR] [--calibrated DIR] [--calibrated-drawer DIR] "
+    .. "[--ablation-drawer DIR] [--ablation-preset DIR] [--ablation-drawer-preset DIR] [--public-tuned DIR] [--public-hold DIR] [--calibrated DIR] [--calibrated-drawer DIR] "
     .. "[--calibrated-button DIR] [--calibrated-peg DIR] [--converged DIR] [--tuned DIR] [--doc FILE ...]",
   options = { public = "value", ablation = "value", public_drawer = "value", ablation_drawer = "value",
     calibrated = "value", calibrated_drawer = "value",
     calibrated_button = "value", calibrated_peg = "value", converged = "value", tuned = "value", public_tuned = "value",
-    public_hold = "value",
+    public_hold = "value", ablation_preset = "value", ablation_drawer_preset = "value",
     doc = "list" },
 })
 
@@ -240,6 +243,9 @@ local function public_tables(study, methods, lines)
     lines[#lines + 1] = ""
   end
   local ablation = study.ablation and M.jobs(args[study.ablation] or study.ablation_dir)
+  -- the preset's runs the ablation pairs with: its own unless --<ablation>-preset names
+  -- others (the same runs scored on the ablation's evaluation episodes)
+  if ablation and args[study.ablation .. "_preset"] then public = M.jobs(args[study.ablation .. "_preset"]) end
   if public and ablation then
     -- the preset's runs on the seeds the ablation ran
     local seeds = {}
