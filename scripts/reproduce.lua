@@ -74,7 +74,7 @@ function M.read_jobs(dir, out)
       out[job.cell][job.seed] = { auc = auc, final = last.success, interventions = last.interventions_total,
         bits = st.metrics[1].nu_bits_per_step, initial = st.initial.success, rounds = #st.metrics,
         expert = st.expert and st.expert.success, initial_policy = type(cfg.initial) == "table" and cfg.initial.policy
-          or "cached" }
+          or "cached", episodes = st.eval_episodes or cfg.eval_episodes }
     end
   end
   return true
@@ -118,10 +118,26 @@ local function verdict(mean, ci)
   return "no difference resolved"
 end
 
+--- episodes_text(cells) -> "N evaluation episodes" over every run of the cells (a list
+--- of cells): the counts the scores used, "30 and 100 ..." where they differ.
+function M.episodes_text(cells)
+  local seen, counts = {}, {}
+  for _, cell in ipairs(cells) do
+    for _, r in pairs(cell) do
+      if r.episodes and not seen[r.episodes] then seen[r.episodes], counts[#counts + 1] = true, r.episodes end
+    end
+  end
+  table.sort(counts)
+  local last = counts[#counts]
+  local words = #counts > 1 and table.concat(counts, ", ", 1, #counts - 1) .. " and " .. last or tostring(last or "?")
+  return words .. (last == 1 and #counts == 1 and " evaluation episode" or " evaluation episodes")
+end
+
 -- The reference levels under a table: the initial policy's success before round 1 and,
 -- where the runs measured it (eval.expert), the expert's, on each run's own evaluation
--- states, over the seeds of the MILE cell.
-local function reference_line(cell, lines)
+-- states, over the seeds of the MILE cell; then how many evaluation episodes the
+-- table's scores used (cells: every cell of the table).
+local function reference_line(cell, lines, cells)
   local init, expert, kind = {}, {}, "cached"
   for _, r in pairs(cell or {}) do
     init[#init + 1] = r.initial
@@ -137,7 +153,7 @@ local function reference_line(cell, lines)
     text = text .. ("; the expert (greedy) %s"):format(pm(e, ec))
   end
   lines[#lines + 1] = ""
-  lines[#lines + 1] = text .. "."
+  lines[#lines + 1] = text .. (". Every score above: %s a round."):format(M.episodes_text(cells or { cell }))
 end
 
 -- The headline table's rows (one per method table that names its study): MILE minus each
@@ -169,7 +185,9 @@ local function method_table(cells, name_of, methods, lines, study)
     end
   end
   if row then HEADLINE[#HEADLINE + 1] = row end
-  reference_line(mile, lines)
+  local table_cells = {}
+  for _, m in ipairs(methods) do table_cells[#table_cells + 1] = cells[name_of(m)] or {} end
+  reference_line(mile, lines, table_cells)
 end
 
 -- "mean ± ci", in bold where the interval excludes 0 (a resolved difference)
@@ -252,8 +270,10 @@ local function public_tables(study, methods, lines)
     for _, cell in pairs(ablation) do for seed in pairs(cell) do seeds[seed] = true end end
     local n_seeds = 0
     for _ in pairs(seeds) do n_seeds = n_seeds + 1 end
-    lines[#lines + 1] = ("### Which ingredient moves MILE minus HG-DAgger on %s (AUC, %d seeds)"):format(study.env,
-      n_seeds)
+    local all = { public["method=mile"] or {}, public["method=hg-dagger"] or {} }
+    for _, cell in pairs(ablation) do all[#all + 1] = cell end
+    lines[#lines + 1] = ("### Which ingredient moves MILE minus HG-DAgger on %s (AUC, %d seeds, %s)"):format(
+      study.env, n_seeds, M.episodes_text(all))
     lines[#lines + 1] = ""
     lines[#lines + 1] = "| protocol | MILE AUC | HG-DAgger AUC | MILE minus HG-DAgger | change from the full preset |"
     lines[#lines + 1] = "|---|---|---|---|---|"
