@@ -113,6 +113,20 @@ local function evaluate(task, net, episodes, seed_base)
   return success_rate(task, function(_, obs) return policy.act(net, obs, true) end, episodes, seed_base)
 end
 
+-- pi_E for a discrete task: noisy rollouts of a controller (the env's scripted expert
+-- when `controller` is nil) cloned into a network; its greedy success on `episodes`
+-- evaluation episodes from seed_base. -> expert, and what to print {samples, rate,
+-- loss, success, return}.
+local function clone_expert(name, gen, controller, episodes, seed_base)
+  local task = tasks.get(name)
+  local obs, labels, rate = collect(name, task.clone_episodes, task.clone_noise, 100000, gen, controller)
+  local expert = policy.new { obs_dim = task.obs_dim, discrete = true, n_actions = task.n_actions,
+    hidden = task.expert_hidden, generator = gen }
+  local loss = clone(expert, obs, labels, task.clone_steps, 3e-3, 512, gen)
+  local s, r = evaluate(name, expert, episodes, seed_base)
+  return expert, { samples = obs:size(1), rate = rate, loss = loss, success = s, ["return"] = r }
+end
+
 local function build(name)
   local task = tasks.get(name)
   local dir = out_root .. "/" .. name
@@ -121,13 +135,9 @@ local function build(name)
   local t0 = sys.monotonic()
   local files = {}
   if task.discrete then
-    local obs, labels, rate = collect(name, task.clone_episodes, task.clone_noise, 100000, gen)
-    local expert = policy.new { obs_dim = task.obs_dim, discrete = true, n_actions = task.n_actions,
-      hidden = task.expert_hidden, generator = gen }
-    local loss = clone(expert, obs, labels, task.clone_steps, 3e-3, 512, gen)
-    local s, r = evaluate(name, expert, 50, 300000)
+    local expert, c = clone_expert(name, gen, nil, 50, 300000)
     print(("%s expert clone: %d samples (noisy rollouts %.2f success), nll %.4f, greedy success %.2f, return %.1f")
-      :format(name, obs:size(1), rate, loss, s, r))
+      :format(name, c.samples, c.rate, c.loss, c.success, c["return"]))
     nn.save(dir .. "/expert.safetensors", expert)
     files[#files + 1] = "expert"
   end
@@ -276,23 +286,19 @@ local function tune_expert(name)
   end
   local held, held_return = law_score(name, best.gains, HELD_OUT, HELD_OUT_SEEDS)
   local gym_held = law_score(name, heuristic.GYMNASIUM, HELD_OUT, HELD_OUT_SEEDS)
-  local obs, labels, rate = collect(name, task.clone_episodes, task.clone_noise, 100000, gen,
-    { act = function(_, o) return heuristic.act(best.gains, o) end })
-  local expert = policy.new { obs_dim = task.obs_dim, discrete = true, n_actions = task.n_actions,
-    hidden = task.expert_hidden, generator = gen }
-  local loss = clone(expert, obs, labels, task.clone_steps, 3e-3, 512, gen)
-  local s, r = evaluate(name, expert, HELD_OUT, HELD_OUT_SEEDS)
+  local expert, c = clone_expert(name, gen, { act = function(_, o) return heuristic.act(best.gains, o) end }, HELD_OUT,
+    HELD_OUT_SEEDS)
   local gains = {}
   for _, k in ipairs(heuristic.NAMES) do gains[k] = best.gains[k] end
   nn.save(dir .. "/expert-tuned.safetensors", expert, { ["expert.gains"] = io_.json_encode(gains),
-    ["expert.law_success"] = tostring(held), ["expert.clone_success"] = tostring(s) })
+    ["expert.law_success"] = tostring(held), ["expert.clone_success"] = tostring(c.success) })
   local shown = {}
   for _, k in ipairs(heuristic.NAMES) do shown[#shown + 1] = ("%s %.3f"):format(k, gains[k]) end
   print(("%s tuned heuristic: %s"):format(name, table.concat(shown, ", ")))
   print(("%s on %d held-out episodes: Gymnasium's gains %.3f, tuned %.3f (return %.1f); clone: %d samples "
     .. "(noisy rollouts %.2f success), nll %.4f, greedy success %.3f, return %.1f; wrote %s/expert-tuned.safetensors "
-    .. "in %.1f s"):format(name, HELD_OUT, gym_held, held, held_return, obs:size(1), rate, loss, s, r, dir,
-    sys.monotonic() - t0))
+    .. "in %.1f s"):format(name, HELD_OUT, gym_held, held, held_return, c.samples, c.rate, c.loss, c.success,
+    c["return"], dir, sys.monotonic() - t0))
 end
 
 local names, converged, episodes, tune = {}, false, 1, false
