@@ -3,7 +3,6 @@
 --
 --   mile scripts/reproduce.lua [--public DIR[,DIR]] [--ablation DIR[,DIR]]
 --                              [--public-drawer DIR[,DIR]] [--ablation-drawer DIR[,DIR]] [--public-tuned DIR[,DIR]]
---                              [--ablation-preset DIR[,DIR]] [--ablation-drawer-preset DIR[,DIR]]
 --                              [--public-hold DIR[,DIR]] [--calibrated DIR[,DIR]]
 --                              [--calibrated-drawer DIR[,DIR]] [--calibrated-button DIR[,DIR]]
 --                              [--calibrated-peg DIR[,DIR]] [--converged DIR[,DIR]] [--tuned DIR[,DIR]]
@@ -21,11 +20,10 @@
 -- the reference levels, the initial policy's success before round 1 and the expert's
 -- (runs with eval.expert) on the runs' own evaluation states. Last, one headline table:
 -- MILE minus each baseline in every study, AUC and final success, resolved differences in
--- bold. An ablation pairs its cells with the preset's runs by seed; --ablation-preset
--- and --ablation-drawer-preset name other directories of those runs (the same runs
--- scored on the ablation's evaluation episodes: before mile rescore, say). With --doc FILE (repeatable) the tables replace the block `reproduce-results` of
--- that file (docs/reproduction.md) and the headline table its block `reproduce-headline`
--- (docs/results.md).
+-- bold. Every table says how many evaluation episodes its scores used (mile rescore
+-- brings runs made with fewer to one count). With --doc FILE (repeatable) the tables
+-- replace the block `reproduce-results` of that file (docs/reproduction.md) and the
+-- headline table its block `reproduce-headline` (docs/results.md).
 local sys = require "mile.sys"
 local rundir = require "mile.rundir"
 local batch = require "mile.batch"
@@ -37,12 +35,13 @@ local MANIPULATION = { { short = "drawer", env = "drawer-open-v3" }, { short = "
 
 local args = cli.parse("reproduce", { ... }, {
   usage = "usage: mile scripts/reproduce.lua [--public DIR] [--ablation DIR] [--public-drawer DIR] "
-    .. "[--ablation-drawer DIR] [--ablation-preset DIR] [--ablation-drawer-preset DIR] [--public-tuned DIR] [--public-hold DIR] [--calibrated DIR] [--calibrated-drawer DIR] "
-    .. "[--calibrated-button DIR] [--calibrated-peg DIR] [--converged DIR] [--tuned DIR] [--doc FILE ...]",
+    .. "[--ablation-drawer DIR] [--public-tuned DIR] [--public-hold DIR] [--calibrated DIR] "
+    .. "[--calibrated-drawer DIR] [--calibrated-button DIR] [--calibrated-peg DIR] [--converged DIR] [--tuned DIR] "
+    .. "[--doc FILE ...]",
   options = { public = "value", ablation = "value", public_drawer = "value", ablation_drawer = "value",
     calibrated = "value", calibrated_drawer = "value",
     calibrated_button = "value", calibrated_peg = "value", converged = "value", tuned = "value", public_tuned = "value",
-    public_hold = "value", ablation_preset = "value", ablation_drawer_preset = "value",
+    public_hold = "value",
     doc = "list" },
 })
 
@@ -153,7 +152,7 @@ local function reference_line(cell, lines, cells)
     text = text .. ("; the expert (greedy) %s"):format(pm(e, ec))
   end
   lines[#lines + 1] = ""
-  lines[#lines + 1] = text .. (". Every score above: %s a round."):format(M.episodes_text(cells or { cell }))
+  lines[#lines + 1] = text .. (". Every score above: %s a round."):format(M.episodes_text(cells))
 end
 
 -- The headline table's rows (one per method table that names its study): MILE minus each
@@ -261,9 +260,6 @@ local function public_tables(study, methods, lines)
     lines[#lines + 1] = ""
   end
   local ablation = study.ablation and M.jobs(args[study.ablation] or study.ablation_dir)
-  -- the preset's runs the ablation pairs with: its own unless --<ablation>-preset names
-  -- others (the same runs scored on the ablation's evaluation episodes)
-  if ablation and args[study.ablation .. "_preset"] then public = M.jobs(args[study.ablation .. "_preset"]) end
   if public and ablation then
     -- the preset's runs on the seeds the ablation ran
     local seeds = {}

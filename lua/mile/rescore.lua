@@ -29,6 +29,15 @@ local function fail(fmt, ...) error("rescore: " .. fmt:format(...), 0) end
 
 local SCORES = { "success", "return", "length" }
 
+-- The first score of `stored` that `got` does not reproduce (to 1e-12, what state.lua's
+-- %.17g round trip keeps), with both values; nil when all agree.
+local function mismatch(stored, got)
+  for _, key in ipairs(SCORES) do
+    local a, b = stored[key], got[key]
+    if a ~= b and math.abs(a - b) > 1e-12 * math.max(1, math.abs(a)) then return key, a, b end
+  end
+end
+
 -- Score the run's current policy (or act) on n episodes; when the stored score `old`
 -- came from k <= n episodes, check that the first k reproduce it.
 local function score(run, n, k, old, what, act)
@@ -36,14 +45,11 @@ local function score(run, n, k, old, what, act)
   local ev = run:evaluate(n, act, { on_episode = function(i, wins, ret, len)
     if i == k then first = { success = wins / k, ["return"] = ret / k, length = len / k } end
   end })
-  if old and first then
-    for _, key in ipairs(SCORES) do
-      local a, b = old[key], first[key]
-      if a ~= b and math.abs(a - b) > 1e-12 * math.max(1, math.abs(a)) then
-        fail("%s: %s's stored %s %.17g is not reproduced on its own %d episodes (%.17g); the code or the "
-          .. "simulator changed since the run", run.dir, what, key, a, k, b)
-      end
-    end
+  local key, a, b = nil, nil, nil
+  if old and first then key, a, b = mismatch(old, first) end
+  if key then
+    fail("%s: %s's stored %s %.17g is not reproduced on its own %d episodes (%.17g); the code or the "
+      .. "simulator changed since the run", run.dir, what, key, a, k, b)
   end
   return ev
 end
@@ -64,13 +70,10 @@ local function reference(run, n, k, old, what, file, act, memo)
   local key = table.concat({ what, cfg.env, file, cfg.seed, cfg.max_episode_steps, n, k }, "\0")
   if memo and memo[key] then
     local m = memo[key]
-    if old and k <= n then -- the stored score must match what the first k gave then
-      for _, s in ipairs(SCORES) do
-        if old[s] ~= m.first[s] and math.abs(old[s] - m.first[s]) > 1e-12 * math.max(1, math.abs(old[s])) then
-          fail("%s: %s's stored %s %.17g differs from another run's on the same states (%.17g)", run.dir, what, s,
-            old[s], m.first[s])
-        end
-      end
+    local s, a, b = nil, nil, nil
+    if old and k <= n then s, a, b = mismatch(old, m.first) end -- what the first k gave then
+    if s then
+      fail("%s: %s's stored %s %.17g differs from another run's on the same states (%.17g)", run.dir, what, s, a, b)
     end
     return m.score
   end

@@ -104,8 +104,7 @@ T.test("scripts/reproduce.lua reads the study specs' outputs; its figures match 
   T.write_file(doc, T.read_file(root .. "/docs/reproduction.md"))
   T.write_file(results, "# Results\n\n<!-- reproduce-headline:begin -->\nold\n<!-- reproduce-headline:end -->\n")
   local code, text = T.shell(root, table.concat({ T.quote(MILE), "scripts/reproduce.lua", "--public",
-    T.quote(outs.public_lunarlander), "--ablation", T.quote(outs.public_ablation), "--ablation-preset",
-    T.quote(outs.public_lunarlander), "--public-drawer",
+    T.quote(outs.public_lunarlander), "--ablation", T.quote(outs.public_ablation), "--public-drawer",
     T.quote(outs.public_drawer), "--ablation-drawer", T.quote(outs.public_ablation_drawer), "--public-tuned",
     T.quote(outs.public_tuned_lunarlander), "--public-hold", T.quote(outs.public_hold_lunarlander), "--calibrated",
     T.quote(outs.calibrated_lunarlander), "--calibrated-drawer", T.quote(outs.calibrated_drawer), "--calibrated-button",
